@@ -1,0 +1,1 @@
+"""The tutorial's math in NumPy: the executable specification (imports numpy only)."""
