@@ -1,0 +1,247 @@
+"""``dlhpc``: parse → config → call one function. Run ``dlhpc --help``.
+
+dlhpc train cnn --data digits            # the tutorial's CNN on the built-in digits
+dlhpc evaluate runs/cnn-… --data digits
+dlhpc predict runs/cnn-… some.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from dlhpc import __version__
+from dlhpc.errors import DlhpcError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, as every bad input gets: what is wrong and where to look.
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        msg = f"expected comma-separated integers, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def _add_output_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or tables")
+
+
+S = argparse.SUPPRESS  # train flags left unset stay unset: a resumed run keeps its own
+
+
+def _add_train(sub: Any) -> None:
+    from dlhpc.data import AUGMENTS
+    from dlhpc.engine.config import DEVICES, OPTIMIZERS, SCHEDULES
+    from dlhpc.models import image_model_names
+    from dlhpc.models.spec import ACTIVATIONS
+
+    p = sub.add_parser("train", help="train a model into a run directory",
+                       description="Train MODEL on --data and write a run directory.")  # fmt: skip
+    p.add_argument("model", nargs="?", choices=image_model_names(), help="architecture")
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default=S, help="digits | MNIST IDX dir | .npz | class folders")
+    g.add_argument("--val-fraction", type=float, default=S, help="held out of train (0)")
+    g.add_argument("--test-fraction", type=float, default=S,
+                   help="held out as test when the source has none (0.2)")  # fmt: skip
+    g.add_argument("--image-size", type=int, default=S, help="resize images to SIZE×SIZE")
+    g.add_argument("--channels", type=int, default=S, choices=(1, 3), help="1 or 3 (auto)")
+    g.add_argument("--augment", choices=AUGMENTS, default=S, help="training batches (affine)")
+    g = p.add_argument_group("model")
+    g.add_argument("--hidden", type=_ints, default=S, help="mlp hidden sizes, e.g. 256,128")
+    g.add_argument("--activation", choices=ACTIVATIONS, default=S, help="mlp activation")
+    g.add_argument("--dropout", type=float, default=S, help="mlp dropout (0)")
+    g = p.add_argument_group("optimization")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=S, help="adam (default) | sgd")
+    g.add_argument("--lr", type=float, default=S, help="learning rate (3e-3)")
+    g.add_argument("--momentum", type=float, default=S, help="sgd momentum (0.9)")
+    g.add_argument("--weight-decay", type=float, default=S, help="(0)")
+    g.add_argument("--schedule", choices=SCHEDULES, default=S, help="lr schedule (cosine)")
+    g.add_argument("--warmup-epochs", type=float, default=S, help="linear warm-up (1)")
+    g.add_argument("--step-epochs", type=int, default=S, help="step: epochs per cut (5)")
+    g.add_argument("--gamma", type=float, default=S, help="step/plateau: lr factor (0.1)")
+    g.add_argument("--plateau-patience", type=int, default=S, help="plateau: epochs (2)")
+    g.add_argument("--min-lr", type=float, default=S, help="lower bound of the lr (0)")
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=S, help="(15)")
+    g.add_argument("--batch-size", type=int, default=S, help="global batch size (128)")
+    g.add_argument("--eval-batch-size", type=int, default=S, help="(1024)")
+    g.add_argument("--early-stop", type=int, default=S, metavar="PATIENCE",
+                   help="stop when val loss stalls PATIENCE epochs; keep the best")  # fmt: skip
+    g.add_argument("--seed", type=int, default=S, help="(0)")
+    g.add_argument("--device", choices=DEVICES, default=S, help="(auto)")
+    g.add_argument("--threads", type=int, default=S, help="intra-op threads (all cores)")
+    g.add_argument("--checkpoint-every", type=int, default=S, metavar="STEPS",
+                   help="checkpoint every STEPS steps too (always each epoch)")  # fmt: skip
+    g.add_argument("--max-steps", type=int, default=S, help="stop resumably after N steps")
+    g.add_argument("--log-every", type=int, default=S, metavar="STEPS", help="(50)")
+    g = p.add_argument_group("run")
+    g.add_argument("--out", type=Path, help="run directory (runs/MODEL-TIMESTAMP)")
+    g.add_argument("--resume", type=Path, metavar="RUN", help="continue a stopped run")
+    _add_output_flags(p)
+    p.set_defaults(func=_cmd_train)
+
+
+def _build_run_config(a: argparse.Namespace) -> Any:
+    from dlhpc.data import DataConfig
+    from dlhpc.engine.config import OptimConfig, RunConfig, TrainConfig
+    from dlhpc.models import ModelConfig
+
+    given = vars(a)
+
+    def pick(kind: type[Any], **extra: Any) -> Any:
+        from dataclasses import fields
+
+        names = {f.name for f in fields(kind)}
+        return kind(**{k: v for k, v in given.items() if k in names}, **extra)
+
+    return RunConfig(
+        data=pick(DataConfig),
+        model=pick(ModelConfig, name=a.model),
+        optim=pick(OptimConfig),
+        train=pick(TrainConfig),
+    )
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    from dlhpc.engine.config import TrainConfig
+    from dlhpc.engine.jobs import resume_overrides, train_job
+    from dlhpc.engine.rundir import default_run_dir, load_config
+
+    if a.resume is not None:
+        if a.model is not None or a.out is not None or "data" in vars(a):
+            raise DlhpcError("--resume RUN continues that run: drop MODEL, --data and --out")
+        names = {f for f in TrainConfig.__dataclass_fields__}
+        given = {k: v for k, v in vars(a).items() if k in names}
+        if "max_steps" not in given:
+            given["max_steps"] = None  # a resumed run goes to the end unless told otherwise
+        overrides = resume_overrides(load_config(a.resume).train, given)
+        outcome = train_job(None, a.resume, resume=True, train_overrides=overrides)
+    else:
+        if a.model is None or "data" not in vars(a):
+            raise DlhpcError("train needs MODEL and --data SRC (or --resume RUN)")
+        cfg = _build_run_config(a)
+        outcome = train_job(cfg, a.out or default_run_dir(cfg.model.name))
+    if outcome.summary is None:
+        msg = f"stopped ({outcome.stopped_by}); continue: dlhpc train --resume {outcome.run_dir}"
+        _emit(a, {"run_dir": str(outcome.run_dir), "stopped_by": outcome.stopped_by}, msg)
+        return 0 if outcome.stopped_by == "max_steps" else 130
+    _emit(a, outcome.summary, f"run saved to {outcome.run_dir}")
+    return 0
+
+
+def _emit(a: argparse.Namespace, result: dict[str, Any], headline: str) -> None:
+    """Print a result: a table for people, one JSON line with --json (always last)."""
+    if not a.quiet:
+        print(headline)
+        for k, v in result.items():
+            if not isinstance(v, dict | list):
+                print(f"  {k:<20} {v:.4f}" if isinstance(v, float) else f"  {k:<20} {v}")
+    if a.json:
+        print(json.dumps(result))
+
+
+def _add_evaluate(sub: Any) -> None:
+    p = sub.add_parser("evaluate", help="accuracy of a run on a data source's test split")
+    p.add_argument("run", type=Path, help="run directory")
+    p.add_argument("--data", required=True, help="data source (as for train)")
+    p.add_argument("--batch-size", type=int, default=1024, help="(1024)")
+    _add_output_flags(p)
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    from dlhpc.data import DataConfig
+    from dlhpc.engine.jobs import evaluate_job
+
+    result = evaluate_job(a.run, DataConfig(a.data), a.batch_size)
+    _emit(a, result, f"{a.run} on {a.data}: accuracy {result['test_accuracy']:.4f}")
+    return 0
+
+
+def _add_predict(sub: Any) -> None:
+    p = sub.add_parser("predict", help="label image files with a trained run")
+    p.add_argument("run", type=Path, help="run directory")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (PNG, JPEG, …)")
+    p.add_argument("--top-k", type=int, default=1, help="also list the K most likely labels")
+    _add_output_flags(p)
+    p.set_defaults(func=_cmd_predict)
+
+
+def _cmd_predict(a: argparse.Namespace) -> int:
+    from dlhpc.engine.jobs import predict_job
+
+    if a.top_k < 1:
+        raise DlhpcError(f"--top-k must be at least 1, got {a.top_k}")
+    preds = predict_job(a.run, a.inputs, a.top_k)
+    if not a.quiet:
+        for p in preds:
+            extra = "  ".join(f"{t['label']}:{t['probability']:.3f}" for t in p["top"][1:])
+            print(f"{p['input']}\t{p['label']}\t{p['probability']:.4f}\t{extra}".rstrip())
+    if a.json:
+        print(json.dumps({"predictions": preds}))
+    return 0
+
+
+def _add_demo(sub: Any) -> None:
+    p = sub.add_parser("demo", help="train the tutorial's CNN on the built-in digits")
+    p.add_argument("--out", type=Path, help="run directory (runs/demo-TIMESTAMP)")
+    _add_output_flags(p)
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(a: argparse.Namespace) -> int:
+    from dlhpc.data import DataConfig
+    from dlhpc.engine.config import RunConfig, TrainConfig
+    from dlhpc.engine.jobs import train_job
+    from dlhpc.engine.rundir import default_run_dir
+    from dlhpc.models import ModelConfig
+
+    cfg = RunConfig(DataConfig("digits"), ModelConfig("cnn"), train=TrainConfig(quiet=a.quiet))
+    if not a.quiet:
+        print("dlhpc demo: the tutorial's CNN on 1,797 handwritten digits (28×28), defaults only")
+    outcome = train_job(cfg, a.out or default_run_dir("demo"))
+    assert outcome.summary is not None
+    _emit(a, outcome.summary, f"run saved to {outcome.run_dir} (report: report.md)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="dlhpc", description="Train and serve the classic deep-learning models "
+                "at the speed of the hardware.")  # fmt: skip
+    p.add_argument("--version", action="version", version=f"dlhpc {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           parser_class=_Parser)  # fmt: skip
+    for add in (_add_train, _add_evaluate, _add_predict, _add_demo):
+        add(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except DlhpcError as e:
+        print(f"dlhpc {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"dlhpc {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `dlhpc … | head`: the reader left; that is not an error
+        sys.stderr.close()
+        return 0
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

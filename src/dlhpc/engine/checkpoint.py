@@ -1,0 +1,93 @@
+"""Resumable state in one safetensors file, written atomically (``checkpoint/state.safetensors``).
+
+Tensors (model weights, optimizer moments, RNG state) are safetensors tensors; everything else
+(epoch, step, schedule, optimizer hyper-parameters) is JSON in the file's metadata. No pickle:
+loading a checkpoint cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from dlhpc.errors import ConfigError
+from dlhpc.fsio import atomic_write
+
+CHECKPOINT = Path("checkpoint") / "state.safetensors"
+
+
+def _flatten_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            key = f"optim.{pid}.{k}"
+            if isinstance(v, torch.Tensor):
+                tensors[key] = v.detach().cpu().contiguous()
+            else:
+                scalars[key] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    items: list[tuple[str, Any]] = [*tensors.items(), *meta["scalars"].items()]
+    for key, v in items:
+        _, pid, k = key.split(".", 2)
+        state.setdefault(int(pid), {})[k] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(
+    run_dir: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    trainer: dict[str, Any],
+) -> Path:
+    """Write everything needed to continue exactly where training is now."""
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+    tensors.update(opt_tensors)
+    tensors["rng.cpu"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    meta = {"trainer": json.dumps(trainer), "optimizer": json.dumps(opt_meta)}
+    return atomic_write(run_dir / CHECKPOINT, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def load_checkpoint(
+    run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
+    """Restore model, optimizer and RNG in place; return the trainer state (epoch, step, …)."""
+    path = run_dir / CHECKPOINT
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: no checkpoint to resume from ({CHECKPOINT} is missing)")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+        trainer: dict[str, Any] = json.loads(meta["trainer"])
+        opt_meta = json.loads(meta["optimizer"])
+    except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: unreadable checkpoint ({e})") from None
+    weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    model.load_state_dict(weights)
+    device = next(model.parameters()).device
+    opt_tensors = {k: v.to(device) for k, v in tensors.items() if k.startswith("optim.")}
+    # Adam's "step" counter stays on the CPU as PyTorch keeps it.
+    for k in opt_tensors:
+        if k.endswith(".step"):
+            opt_tensors[k] = opt_tensors[k].cpu()
+    optimizer.load_state_dict(_unflatten_optimizer(opt_tensors, opt_meta))
+    torch.set_rng_state(tensors["rng.cpu"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    return trainer
