@@ -50,7 +50,8 @@ def _add_train(sub: Any) -> None:
                        description="Train MODEL on --data and write a run directory.")  # fmt: skip
     p.add_argument("model", nargs="?", choices=image_model_names(), help="architecture")
     g = p.add_argument_group("data")
-    g.add_argument("--data", default=S, help="digits | MNIST IDX dir | .npz | class folders")
+    g.add_argument("--data", dest="source", default=S, metavar="SRC",
+                   help="digits | MNIST IDX dir | .npz | class folders")  # fmt: skip
     g.add_argument("--val-fraction", type=float, default=S, help="held out of train (0)")
     g.add_argument("--test-fraction", type=float, default=S,
                    help="held out as test when the source has none (0.2)")  # fmt: skip
@@ -114,21 +115,21 @@ def _build_run_config(a: argparse.Namespace) -> Any:
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
-    from dlhpc.engine.config import TrainConfig
     from dlhpc.engine.jobs import resume_overrides, train_job
     from dlhpc.engine.rundir import default_run_dir, load_config
 
     if a.resume is not None:
-        if a.model is not None or a.out is not None or "data" in vars(a):
+        if a.model is not None or a.out is not None or "source" in vars(a):
             raise DlhpcError("--resume RUN continues that run: drop MODEL, --data and --out")
-        names = {f for f in TrainConfig.__dataclass_fields__}
-        given = {k: v for k, v in vars(a).items() if k in names}
+        fixed = {"model", "out", "resume", "json", "quiet", "func", "command"}
+        given = {k: v for k, v in vars(a).items() if k not in fixed}
         if "max_steps" not in given:
             given["max_steps"] = None  # a resumed run goes to the end unless told otherwise
+        given["quiet"] = a.quiet
         overrides = resume_overrides(load_config(a.resume).train, given)
         outcome = train_job(None, a.resume, resume=True, train_overrides=overrides)
     else:
-        if a.model is None or "data" not in vars(a):
+        if a.model is None or "source" not in vars(a):
             raise DlhpcError("train needs MODEL and --data SRC (or --resume RUN)")
         cfg = _build_run_config(a)
         outcome = train_job(cfg, a.out or default_run_dir(cfg.model.name))
