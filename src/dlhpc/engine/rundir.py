@@ -13,15 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from dlhpc.engine.checkpoint import CHECKPOINT
 from dlhpc.engine.config import RunConfig
 from dlhpc.errors import ConfigError
-from dlhpc.fsio import atomic_write, atomic_write_json, read_json
-from dlhpc.models import ModelSpec, build_model
+from dlhpc.fsio import atomic_write_json, read_json
+from dlhpc.models import ModelSpec
+from dlhpc.models.artifact import load_model, read_spec, write_weights
+
+__all__ = ["LoadedRun", "load_config", "load_run", "load_spec", "write_weights"]
 
 SUMMARY_KEYS = (
     "model", "params", "world_size", "epochs", "train_samples", "test_samples",
@@ -43,11 +44,6 @@ def prepare_new_run(run_dir: Path) -> None:
             "or choose another --out"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
-
-
-def write_weights(path: Path, model: nn.Module) -> None:
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
 
 
 def write_run_start(run_dir: Path, cfg: RunConfig, spec: ModelSpec) -> None:
@@ -77,25 +73,10 @@ def load_config(run_dir: Path) -> RunConfig:
 
 
 def load_spec(run_dir: Path) -> ModelSpec:
-    return ModelSpec.from_dict(_read_json(run_dir / "model.json"))
+    return read_spec(run_dir)
 
 
 def load_run(run_dir: Path, device: torch.device | None = None) -> LoadedRun:
     """Rebuild the trained model of ``run_dir`` in eval mode (weights from safetensors only)."""
-    if not run_dir.is_dir():
-        raise ConfigError(f"{run_dir}: no such run directory")
-    cfg, spec = load_config(run_dir), load_spec(run_dir)
-    weights = run_dir / "model.safetensors"
-    if not weights.is_file():
-        raise ConfigError(f"{run_dir}: has no model.safetensors (training did not finish?)")
-    try:
-        state = load_file(str(weights), device=str(device or "cpu"))
-    except (SafetensorError, OSError) as e:
-        raise ConfigError(f"{weights}: unreadable weights ({e})") from None
-    model = build_model(spec)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        first = str(e).splitlines()[0]
-        raise ConfigError(f"{weights}: weights do not fit model.json ({first})") from None
-    return LoadedRun(run_dir, cfg, spec, model.to(device or "cpu").eval())
+    model, spec = load_model(run_dir, device or torch.device("cpu"))
+    return LoadedRun(run_dir, load_config(run_dir), spec, model)
