@@ -9,38 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from dlhpc import __version__
+from dlhpc.cli.common import S, add_output_flags, emit, int_list
 from dlhpc.errors import DlhpcError
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        # One line, as every bad input gets: what is wrong and where to look.
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        msg = f"expected comma-separated integers, got {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
-
-
-def _add_output_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or tables")
-
-
-S = argparse.SUPPRESS  # train flags left unset stay unset: a resumed run keeps its own
-
-
-def _add_train(sub: Any) -> None:
+def add_train(sub: Any) -> None:
     from dlhpc.data import AUGMENTS
     from dlhpc.engine.config import DEVICES, OPTIMIZERS, SCHEDULES
     from dlhpc.models import image_model_names
@@ -59,7 +35,7 @@ def _add_train(sub: Any) -> None:
     g.add_argument("--channels", type=int, default=S, choices=(1, 3), help="1 or 3 (auto)")
     g.add_argument("--augment", choices=AUGMENTS, default=S, help="training batches (affine)")
     g = p.add_argument_group("model")
-    g.add_argument("--hidden", type=_ints, default=S, help="mlp hidden sizes, e.g. 256,128")
+    g.add_argument("--hidden", type=int_list, default=S, help="mlp hidden sizes, e.g. 256,128")
     g.add_argument("--activation", choices=ACTIVATIONS, default=S, help="mlp activation")
     g.add_argument("--dropout", type=float, default=S, help="mlp dropout (0)")
     g = p.add_argument_group("optimization")
@@ -89,7 +65,7 @@ def _add_train(sub: Any) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--out", type=Path, help="run directory (runs/MODEL-TIMESTAMP)")
     g.add_argument("--resume", type=Path, metavar="RUN", help="continue a stopped run")
-    _add_output_flags(p)
+    add_output_flags(p)
     p.set_defaults(func=_cmd_train)
 
 
@@ -135,29 +111,18 @@ def _cmd_train(a: argparse.Namespace) -> int:
         outcome = train_job(cfg, a.out or default_run_dir(cfg.model.name))
     if outcome.summary is None:
         msg = f"stopped ({outcome.stopped_by}); continue: dlhpc train --resume {outcome.run_dir}"
-        _emit(a, {"run_dir": str(outcome.run_dir), "stopped_by": outcome.stopped_by}, msg)
+        emit(a, {"run_dir": str(outcome.run_dir), "stopped_by": outcome.stopped_by}, msg)
         return 0 if outcome.stopped_by == "max_steps" else 130
-    _emit(a, outcome.summary, f"run saved to {outcome.run_dir}")
+    emit(a, outcome.summary, f"run saved to {outcome.run_dir}")
     return 0
 
 
-def _emit(a: argparse.Namespace, result: dict[str, Any], headline: str) -> None:
-    """Print a result: a table for people, one JSON line with --json (always last)."""
-    if not a.quiet:
-        print(headline)
-        for k, v in result.items():
-            if not isinstance(v, dict | list):
-                print(f"  {k:<20} {v:.4f}" if isinstance(v, float) else f"  {k:<20} {v}")
-    if a.json:
-        print(json.dumps(result))
-
-
-def _add_evaluate(sub: Any) -> None:
+def add_evaluate(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="accuracy of a run on a data source's test split")
     p.add_argument("run", type=Path, help="run directory")
     p.add_argument("--data", required=True, help="data source (as for train)")
     p.add_argument("--batch-size", type=int, default=1024, help="(1024)")
-    _add_output_flags(p)
+    add_output_flags(p)
     p.set_defaults(func=_cmd_evaluate)
 
 
@@ -166,16 +131,16 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     from dlhpc.engine.jobs import evaluate_job
 
     result = evaluate_job(a.run, DataConfig(a.data), a.batch_size)
-    _emit(a, result, f"{a.run} on {a.data}: accuracy {result['test_accuracy']:.4f}")
+    emit(a, result, f"{a.run} on {a.data}: accuracy {result['test_accuracy']:.4f}")
     return 0
 
 
-def _add_predict(sub: Any) -> None:
+def add_predict(sub: Any) -> None:
     p = sub.add_parser("predict", help="label image files with a trained run")
     p.add_argument("run", type=Path, help="run directory")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (PNG, JPEG, …)")
     p.add_argument("--top-k", type=int, default=1, help="also list the K most likely labels")
-    _add_output_flags(p)
+    add_output_flags(p)
     p.set_defaults(func=_cmd_predict)
 
 
@@ -194,10 +159,10 @@ def _cmd_predict(a: argparse.Namespace) -> int:
     return 0
 
 
-def _add_demo(sub: Any) -> None:
+def add_demo(sub: Any) -> None:
     p = sub.add_parser("demo", help="train the tutorial's CNN on the built-in digits")
     p.add_argument("--out", type=Path, help="run directory (runs/demo-TIMESTAMP)")
-    _add_output_flags(p)
+    add_output_flags(p)
     p.set_defaults(func=_cmd_demo)
 
 
@@ -213,36 +178,8 @@ def _cmd_demo(a: argparse.Namespace) -> int:
         print("dlhpc demo: the tutorial's CNN on 1,797 handwritten digits (28×28), defaults only")
     outcome = train_job(cfg, a.out or default_run_dir("demo"))
     assert outcome.summary is not None
-    _emit(a, outcome.summary, f"run saved to {outcome.run_dir} (report: report.md)")
+    emit(a, outcome.summary, f"run saved to {outcome.run_dir} (report: report.md)")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="dlhpc", description="Train and serve the classic deep-learning models "
-                "at the speed of the hardware.")  # fmt: skip
-    p.add_argument("--version", action="version", version=f"dlhpc {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                           parser_class=_Parser)  # fmt: skip
-    for add in (_add_train, _add_evaluate, _add_predict, _add_demo):
-        add(sub)
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        code: int = args.func(args)
-    except DlhpcError as e:
-        print(f"dlhpc {args.command}: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print(f"dlhpc {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # `dlhpc … | head`: the reader left; that is not an error
-        sys.stderr.close()
-        return 0
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+COMMANDS = (add_train, add_evaluate, add_predict, add_demo)

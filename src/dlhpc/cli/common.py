@@ -1,0 +1,39 @@
+"""What every command shares: the one-line error parser, output flags, result printing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any, NoReturn
+
+S = argparse.SUPPRESS  # flags left unset stay unset (a resumed run keeps its own settings)
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, as every bad input gets: what is wrong and where to look.
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        msg = f"expected comma-separated integers, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def add_output_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or tables")
+
+
+def emit(a: argparse.Namespace, result: dict[str, Any], headline: str) -> None:
+    """Print a result: a table for people, one JSON line with --json (always last)."""
+    if not a.quiet:
+        print(headline)
+        for k, v in result.items():
+            if not isinstance(v, dict | list):
+                print(f"  {k:<20} {v:.4f}" if isinstance(v, float) else f"  {k:<20} {v}")
+    if a.json:
+        print(json.dumps(result))
