@@ -27,6 +27,8 @@ FLAGS = {
     "evaluate": {"--data", "--batch-size", "--json", "--quiet"},
     "predict": {"--top-k", "--json", "--quiet"},
     "demo": {"--out", "--json", "--quiet"},
+    "reference": {"--data", "--hidden", "--optimizer", "--epochs", "--iterations", "--lr",
+                  "--seed", "--json", "--quiet"},
 }  # fmt: skip
 
 

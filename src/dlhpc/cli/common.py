@@ -34,6 +34,12 @@ def emit(a: argparse.Namespace, result: dict[str, Any], headline: str) -> None:
         print(headline)
         for k, v in result.items():
             if not isinstance(v, dict | list):
-                print(f"  {k:<20} {v:.4f}" if isinstance(v, float) else f"  {k:<20} {v}")
+                print(f"  {k:<20} {_fmt(v)}")
     if a.json:
         print(json.dumps(result))
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float) and v != 0 and abs(v) < 1e-3:
+        return f"{v:.3g}"
+    return f"{v:.4f}" if isinstance(v, float) else str(v)

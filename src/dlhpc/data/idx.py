@@ -53,7 +53,7 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
         what = "truncated" if len(raw) < need else "has trailing bytes"
         raise DataError(f"{path}: IDX data {what}: {len(raw)} bytes, header says {need}")
     arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
-    return arr.astype(dtype.newbyteorder("="), copy=False)
+    return arr.astype(dtype.newbyteorder("="), copy=True)  # writable, owns its memory
 
 
 def write_idx(path: Path, arr: np.ndarray) -> None:

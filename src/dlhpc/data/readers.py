@@ -11,6 +11,7 @@ Formats (``find_reader`` picks by looking at the path)::
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -127,7 +128,7 @@ class IdxReader:
     def read(self, path: Path, cfg: DataConfig) -> RawImages:
         files = [_idx_file(path, f) for f in self.FILES]
         missing = [name for name, f in zip(self.FILES, files, strict=True) if f is None]
-        if missing[:2]:
+        if files[0] is None or files[1] is None:
             raise DataError(f"{path}: missing IDX file(s) {', '.join(missing)}")
         if len(missing) == 1:
             raise DataError(f"{path}: missing IDX file {missing[0]} (test needs both files)")
@@ -150,9 +151,12 @@ class NpzReader:
 
     def read(self, path: Path, cfg: DataConfig) -> RawImages:
         try:
-            with np.load(path, allow_pickle=False) as z:
+            z = np.load(path, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError("it holds a single array (.npy), not named arrays")
+            with z:
                 arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError) as e:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise DataError(f"{path}: not a readable .npz file ({e})") from None
         missing = [k for k in ("x_train", "y_train") if k not in arrays]
         if missing or (("x_test" in arrays) != ("y_test" in arrays)):
