@@ -18,7 +18,9 @@ from dlhpc.cli import build_parser, main
 FLAGS = {
     "train": {
         "--data", "--val-fraction", "--test-fraction", "--image-size", "--channels", "--augment",
-        "--hidden", "--activation", "--dropout", "--optimizer", "--lr", "--momentum",
+        "--text-column", "--label-column", "--vocab-size", "--cache-dir",
+        "--hidden", "--activation", "--dropout", "--embed-dim", "--units", "--bigrams",
+        "--max-length", "--layers", "--heads", "--optimizer", "--lr", "--momentum",
         "--weight-decay", "--schedule", "--warmup-epochs", "--step-epochs", "--gamma",
         "--plateau-patience", "--min-lr", "--epochs", "--batch-size", "--eval-batch-size",
         "--early-stop", "--seed", "--device", "--threads", "--checkpoint-every", "--max-steps",

@@ -19,12 +19,12 @@ from dlhpc.errors import DlhpcError
 def add_train(sub: Any) -> None:
     from dlhpc.data import AUGMENTS
     from dlhpc.engine.config import DEVICES, OPTIMIZERS, SCHEDULES
-    from dlhpc.models import image_model_names
+    from dlhpc.models import model_names
     from dlhpc.models.spec import ACTIVATIONS
 
     p = sub.add_parser("train", help="train a model into a run directory",
                        description="Train MODEL on --data and write a run directory.")  # fmt: skip
-    p.add_argument("model", nargs="?", choices=image_model_names(), help="architecture")
+    p.add_argument("model", nargs="?", choices=model_names(), help="architecture")
     g = p.add_argument_group("data")
     g.add_argument("--data", dest="source", default=S, metavar="SRC",
                    help="digits | MNIST IDX dir | .npz | class folders")  # fmt: skip
@@ -34,10 +34,21 @@ def add_train(sub: Any) -> None:
     g.add_argument("--image-size", type=int, default=S, help="resize images to SIZE×SIZE")
     g.add_argument("--channels", type=int, default=S, choices=(1, 3), help="1 or 3 (auto)")
     g.add_argument("--augment", choices=AUGMENTS, default=S, help="training batches (affine)")
+    g.add_argument("--text-column", default=S, help="CSV/TSV/JSONL text field (text)")
+    g.add_argument("--label-column", default=S, help="CSV/TSV/JSONL label field (label)")
+    g.add_argument("--vocab-size", type=int, default=S, help="tokenizer vocabulary (10000)")
+    g.add_argument("--cache-dir", default=S, help="token shards (~/.cache/dlhpc/text)")
     g = p.add_argument_group("model")
     g.add_argument("--hidden", type=int_list, default=S, help="mlp hidden sizes, e.g. 256,128")
     g.add_argument("--activation", choices=ACTIVATIONS, default=S, help="mlp activation")
-    g.add_argument("--dropout", type=float, default=S, help="mlp dropout (0)")
+    g.add_argument("--dropout", type=float, default=S, help="mlp/transformer dropout (0)")
+    g.add_argument("--embed-dim", type=int, default=S, help="text: embedding size (64)")
+    g.add_argument("--units", type=int, default=S, help="text: LSTM units and Dense size (64)")
+    g.add_argument("--bigrams", type=int, default=S, metavar="BUCKETS",
+                   help="bag: hashed word-bigram buckets (0 = off)")  # fmt: skip
+    g.add_argument("--max-length", type=int, default=S, help="lstm/transformer tokens (256)")
+    g.add_argument("--layers", type=int, default=S, help="transformer layers (2)")
+    g.add_argument("--heads", type=int, default=S, help="transformer heads (4)")
     g = p.add_argument_group("optimization")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=S, help="adam (default) | sgd")
     g.add_argument("--lr", type=float, default=S, help="learning rate (3e-3)")
@@ -128,7 +139,7 @@ def add_evaluate(sub: Any) -> None:
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
     from dlhpc.data import DataConfig
-    from dlhpc.engine.jobs import evaluate_job
+    from dlhpc.engine.inference import evaluate_job
 
     result = evaluate_job(a.run, DataConfig(a.data), a.batch_size)
     emit(a, result, f"{a.run} on {a.data}: accuracy {result['test_accuracy']:.4f}")
@@ -145,7 +156,7 @@ def add_predict(sub: Any) -> None:
 
 
 def _cmd_predict(a: argparse.Namespace) -> int:
-    from dlhpc.engine.jobs import predict_job
+    from dlhpc.engine.inference import predict_job
 
     if a.top_k < 1:
         raise DlhpcError(f"--top-k must be at least 1, got {a.top_k}")

@@ -15,7 +15,11 @@ class DataConfig:
     image_size: int | None = None  # resize images to SIZE×SIZE (default: the source's size)
     channels: int | None = None  # 1 or 3 (default: 1 if every image is grayscale)
     seed: int = 0  # fixes the held-out splits
-    augment: str = "affine"  # training batches only: none | affine (see data/augment.py)
+    augment: str = "affine"  # image training batches only: none | affine (data/augment.py)
+    text_column: str = "text"  # CSV/TSV/JSONL field names
+    label_column: str = "label"
+    vocab_size: int = 10_000  # the tutorial's; specials [PAD] and [UNK] included
+    cache_dir: str | None = None  # token shards (default ~/.cache/dlhpc/text)
 
     def __post_init__(self) -> None:
         if not self.source:
@@ -26,6 +30,8 @@ class DataConfig:
             raise ConfigError(f"--test-fraction must be in (0, 1), got {self.test_fraction}")
         if self.image_size is not None and self.image_size < 1:
             raise ConfigError(f"--image-size must be positive, got {self.image_size}")
+        if self.vocab_size < 3:
+            raise ConfigError(f"--vocab-size must be at least 3, got {self.vocab_size}")
         if self.augment not in ("none", "affine"):
             raise ConfigError(f"--augment must be none or affine, got {self.augment!r}")
         if self.channels not in (None, 1, 3):

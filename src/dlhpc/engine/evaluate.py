@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlhpc.data.batches import Batches
+
 
 @dataclass(frozen=True)
 class EvalResult:
@@ -21,21 +23,23 @@ class EvalResult:
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Logits (N, classes) for ``x`` on the model's device, batch by batch."""
+def predict_logits(model: nn.Module, data: Batches, batch_size: int) -> torch.Tensor:
+    """Logits (N, classes) for every record of ``data``, in order, batch by batch."""
     was_training = model.training
     model.eval()
     try:
-        return torch.cat([model(xb) for xb in torch.split(x, batch_size)])
+        idx = torch.arange(len(data), device=data.y.device)
+        return torch.cat([model(*data.inputs(i)) for i in torch.split(idx, batch_size)])
     finally:
         model.train(was_training)
 
 
 @torch.inference_mode()
 def evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, batch_size: int = 1024
+    model: nn.Module, data: Batches, num_classes: int, batch_size: int = 1024
 ) -> EvalResult:
-    logits = predict_logits(model, x, batch_size)
+    y = data.y
+    logits = predict_logits(model, data, batch_size)
     loss = F.cross_entropy(logits.float(), y, reduction="sum")
     pred = logits.argmax(1)
     confusion = torch.bincount(y * num_classes + pred, minlength=num_classes**2)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -20,7 +19,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from dlhpc.data import batch_slices, epoch_order
+from dlhpc.data import batch_slices
+from dlhpc.data.batches import Augment, Batches
 from dlhpc.engine.checkpoint import load_checkpoint, save_checkpoint
 from dlhpc.engine.config import OptimConfig, TrainConfig
 from dlhpc.engine.evaluate import evaluate
@@ -31,15 +31,6 @@ from dlhpc.engine.schedule import LRSchedule
 from dlhpc.fsio import atomic_write
 
 BEST = Path("checkpoint") / "best.safetensors"
-
-
-@dataclass
-class Batches:
-    """A split on the training device: x (N, …) raw inputs, y (N,) class ids."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-    augment: Callable[[torch.Tensor, int], torch.Tensor] | None = None  # (x, step) → x
 
 
 @dataclass
@@ -104,7 +95,7 @@ def _evaluate_epoch(
 ) -> dict[str, float]:
     out: dict[str, float] = {}
     for name, b in splits.items():
-        r = evaluate(model, b.x, b.y, classes, cfg.eval_batch_size)
+        r = evaluate(model, b, classes, cfg.eval_batch_size)
         out[f"{name}_loss"], out[f"{name}_accuracy"] = r.loss, r.accuracy
     return out
 
@@ -118,9 +109,10 @@ def fit(
     cfg: TrainConfig,
     run_dir: Path,
     resume: bool = False,
+    augment: Augment | None = None,  # training inputs only, keyed by the global step
 ) -> FitResult:
-    device = train.x.device
-    n = len(train.y)
+    device = train.y.device
+    n = len(train)
     slices = batch_slices(n, cfg.batch_size)
     optimizer = build_optimizer(optim_cfg, model)
     schedule = LRSchedule(optim_cfg, len(slices), cfg.epochs)
@@ -148,20 +140,20 @@ def fit(
         StopRequest() as stop,
     ):
         while st.epoch < cfg.epochs and stopped_by is None and not st.stopped_early:
-            order = epoch_order(n, cfg.seed, st.epoch).to(device)
+            order = train.order(cfg.seed, st.epoch, cfg.batch_size)
             bar.start_epoch(st.epoch, cfg.epochs, n, done=min(n, st.seen))
             loss_sum = torch.tensor(st.loss_sum, device=device, dtype=torch.float64)
             correct = torch.tensor(st.correct, device=device)
             t0 = time.perf_counter()
             for i in range(st.step_in_epoch, len(slices)):
                 idx = order[slices[i]]
-                xb, yb = train.x[idx], train.y[idx]
-                if train.augment is not None:
-                    xb = train.augment(xb, st.global_step)
+                xb, yb = train.inputs(idx), train.y[idx]
+                if augment is not None:
+                    xb = augment(xb, st.global_step)
                 lr = schedule.lr_at(st.global_step)  # 1. learning rate
                 for g in optimizer.param_groups:
                     g["lr"] = lr
-                logits = model(xb)  # 2. forward
+                logits = model(*xb)  # 2. forward
                 loss = F.cross_entropy(logits, yb)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()  # type: ignore[no-untyped-call]  # 3. backward
