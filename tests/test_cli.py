@@ -24,11 +24,20 @@ FLAGS = {
         "--weight-decay", "--schedule", "--warmup-epochs", "--step-epochs", "--gamma",
         "--plateau-patience", "--min-lr", "--epochs", "--batch-size", "--eval-batch-size",
         "--early-stop", "--seed", "--device", "--threads", "--checkpoint-every", "--max-steps",
+        "--nproc", "--max-restarts",
         "--log-every", "--out", "--resume", "--json", "--quiet",
     },
     "evaluate": {"--data", "--batch-size", "--json", "--quiet"},
     "predict": {"--top-k", "--json", "--quiet"},
     "demo": {"--out", "--json", "--quiet"},
+    "serve": {
+        "--backend", "--host", "--port", "--name", "--max-batch-size", "--max-queue-delay-ms",
+        "--max-queue", "--workers", "--token",
+    },
+    "loadgen": {
+        "--scenario", "--qps", "--duration", "--concurrency", "--data", "--out", "--token",
+        "--json", "--quiet",
+    },
     "reference": {"--data", "--hidden", "--optimizer", "--epochs", "--iterations", "--lr",
                   "--seed", "--json", "--quiet"},
 }  # fmt: skip

@@ -110,6 +110,17 @@ def test_csv_with_bom_crlf_blank_lines_and_padded_labels(tmp_path: Path) -> None
     assert list(iter_records(path, "csv")) == [("hello", "pos"), ("bye", "neg")]
 
 
+@pytest.mark.parametrize(
+    ("fmt", "body"),
+    [("jsonl", b'{"text": "hi", "label": "a"}\n'), ("fasttext", b"__label__a hi\n")],
+)
+def test_a_utf8_bom_at_the_start_is_allowed(tmp_path: Path, fmt: str, body: bytes) -> None:
+    path = tmp_path / ("d.jsonl" if fmt == "jsonl" else "d.txt")
+    path.write_bytes(b"\xef\xbb\xbf" + body)
+    assert list(iter_records(path, fmt)) == [("hi", "a")]
+    assert find_text_files(str(path)) is not None
+
+
 def test_jsonl_round_trips_int_and_bool_labels(tmp_path: Path) -> None:
     objs = [{"text": t, "label": lab, "extra": [1]} for t, lab in TRICKY]
     objs += [{"label": 3, "text": "int label"}, {"text": "bool label", "label": True}]

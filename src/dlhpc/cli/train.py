@@ -8,6 +8,7 @@ dlhpc predict runs/cnn-… some.png
 from __future__ import annotations
 
 import argparse
+import os
 import json
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,21 @@ def add_train(sub: Any) -> None:
     g.add_argument("--checkpoint-every", type=int, default=S, metavar="STEPS",
                    help="checkpoint every STEPS steps too (always each epoch)")  # fmt: skip
     g.add_argument("--max-steps", type=int, default=S, help="stop resumably after N steps")
+    g = p.add_argument_group("parallel")
+    g.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="ranks on this machine (torch.distributed; gloo on CPU, NCCL on GPU)",
+    )
+    g.add_argument(
+        "--max-restarts",
+        type=int,
+        default=0,
+        metavar="K",
+        help="restart all ranks up to K times after a failure, from the checkpoint",
+    )
     g.add_argument("--log-every", type=int, default=S, metavar="STEPS", help="(50)")
     g = p.add_argument_group("run")
     g.add_argument("--out", type=Path, help="run directory (runs/MODEL-TIMESTAMP)")
@@ -101,31 +117,83 @@ def _build_run_config(a: argparse.Namespace) -> Any:
     )
 
 
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by SIGTERM/SIGUSR1 after a checkpoint; requeue
+
+
 def _cmd_train(a: argparse.Namespace) -> int:
+    from dlhpc.engine.env import detect_env
     from dlhpc.engine.jobs import resume_overrides, train_job
     from dlhpc.engine.rundir import default_run_dir, load_config
 
+    under_launcher = detect_env().distributed
+    if (a.nproc > 1 or a.max_restarts > 0) and not under_launcher:
+        return _launch(a)
+    say = None if a.quiet else print
     if a.resume is not None:
         if a.model is not None or a.out is not None or "source" in vars(a):
             raise DlhpcError("--resume RUN continues that run: drop MODEL, --data and --out")
-        fixed = {"model", "out", "resume", "json", "quiet", "func", "command"}
+        fixed = {"model", "out", "resume", "json", "quiet", "func", "command", "argv",
+                 "nproc", "max_restarts"}  # fmt: skip
         given = {k: v for k, v in vars(a).items() if k not in fixed}
         if "max_steps" not in given:
             given["max_steps"] = None  # a resumed run goes to the end unless told otherwise
         given["quiet"] = a.quiet
         overrides = resume_overrides(load_config(a.resume).train, given)
-        outcome = train_job(None, a.resume, resume=True, train_overrides=overrides)
+        outcome = train_job(None, a.resume, resume=True, train_overrides=overrides, say=say)
     else:
         if a.model is None or "source" not in vars(a):
             raise DlhpcError("train needs MODEL and --data SRC (or --resume RUN)")
         cfg = _build_run_config(a)
-        outcome = train_job(cfg, a.out or default_run_dir(cfg.model.name))
+        outcome = train_job(cfg, a.out or default_run_dir(cfg.model.name), say=say)
+    if detect_env().rank != 0:
+        return 0 if outcome.stopped_by in (None, "max_steps") else _stop_code(outcome.stopped_by)
     if outcome.summary is None:
         msg = f"stopped ({outcome.stopped_by}); continue: dlhpc train --resume {outcome.run_dir}"
         emit(a, {"run_dir": str(outcome.run_dir), "stopped_by": outcome.stopped_by}, msg)
-        return 0 if outcome.stopped_by == "max_steps" else 130
+        return _stop_code(outcome.stopped_by)
     emit(a, outcome.summary, f"run saved to {outcome.run_dir}")
     return 0
+
+
+def _stop_code(stopped_by: str | None) -> int:
+    if stopped_by in (None, "max_steps"):
+        return 0
+    return 130 if stopped_by == "SIGINT" else EXIT_PREEMPTED
+
+
+def _launch(a: argparse.Namespace) -> int:
+    """Start ``--nproc`` ranks on this machine through PyTorch's elastic launcher (torchrun)."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    from dlhpc.engine.env import available_cores
+    from dlhpc.engine.rundir import default_run_dir
+
+    # torchrun warns and sets OMP_NUM_THREADS=1 unless told; each rank sets its own threads
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, available_cores() // a.nproc)))
+    argv = _strip(a.argv, ("--nproc", "--max-restarts"))
+    if a.resume is None and a.out is None:  # every rank (and every restart) needs one name
+        argv += ["--out", str(default_run_dir(a.model or "run"))]
+    launcher = ["--standalone", "--nproc-per-node", str(a.nproc),
+                "--max-restarts", str(a.max_restarts), "--module", "dlhpc", *argv]  # fmt: skip
+    try:
+        run(get_args_parser().parse_args(launcher))  # type: ignore[no-untyped-call]
+    except ChildFailedError as e:
+        codes = [f.exitcode for f in e.failures.values()]
+        return next((c for c in codes if c > 0), 1)
+    return 0
+
+
+def _strip(argv: list[str], flags: tuple[str, ...]) -> list[str]:
+    out, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item in flags:
+            skip = True
+        elif not any(item.startswith(f + "=") for f in flags):
+            out.append(item)
+    return out
 
 
 def add_evaluate(sub: Any) -> None:

@@ -19,11 +19,18 @@ MAX_SCALE = 0.1  # ±10%
 MAX_SHIFT = 0.07  # of the image side, ≈ 2 pixels at 28
 
 
-def random_affine(x_NCHW: torch.Tensor, seed: int, step: int) -> torch.Tensor:
-    """Randomly rotated/scaled/shifted copies of raw pixels; float32 0–255, same shape."""
+def random_affine(
+    x_NCHW: torch.Tensor, seed: int, step: int, start: int = 0, total: int | None = None
+) -> torch.Tensor:
+    """Randomly rotated/scaled/shifted copies of raw pixels; float32 0–255, same shape.
+
+    The draws are made for the whole global batch (``total`` rows) and rows ``start…`` are
+    used, so a rank's part of a batch gets the transforms one process would give it.
+    """
     n = x_NCHW.shape[0]
+    total = n if total is None else total
     g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-    u = torch.rand(n, 4, generator=g) * 2 - 1  # (N, 4) uniform in [-1, 1)
+    u = (torch.rand(total, 4, generator=g) * 2 - 1)[start : start + n]  # (N, 4) in [-1, 1)
     angle, scale = u[:, 0] * MAX_ROTATE, 1 + u[:, 1] * MAX_SCALE
     cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
     theta = torch.stack(

@@ -105,4 +105,5 @@ class TokenBatches:
         return ids.to(self.device, non_blocking=nb), offsets.to(self.device, non_blocking=nb)
 
 
-Augment = Callable[[tuple[torch.Tensor, ...], int], tuple[torch.Tensor, ...]]
+# (inputs, global step, first row of this rank's part, global batch size) → inputs
+Augment = Callable[[tuple[torch.Tensor, ...], int, int, int], tuple[torch.Tensor, ...]]

@@ -29,8 +29,10 @@ class Prepared:
 
 
 def _image_augment(seed: int) -> Augment:
-    def augment(inputs: tuple[torch.Tensor, ...], step: int) -> tuple[torch.Tensor, ...]:
-        return (random_affine(inputs[0], seed, step),)
+    def augment(
+        inputs: tuple[torch.Tensor, ...], step: int, start: int, total: int
+    ) -> tuple[torch.Tensor, ...]:
+        return (random_affine(inputs[0], seed, step, start, total),)
 
     return augment
 

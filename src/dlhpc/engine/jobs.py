@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import dataclasses
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 import dlhpc
+from dlhpc.data.batches import Batches
+from dlhpc.engine.checkpoint import CHECKPOINT
 from dlhpc.engine.config import RunConfig, TrainConfig
 from dlhpc.engine.datasets import prepare_data
-from dlhpc.engine.env import detect_env, resolve_device, resolve_threads
+from dlhpc.engine.distributed import DEFAULT_TIMEOUT_S, Dist, init_distributed
+from dlhpc.engine.env import ClusterEnv, detect_env, resolve_device, resolve_threads
 from dlhpc.engine.evaluate import EvalResult, evaluate
-from dlhpc.engine.loop import fit
+from dlhpc.engine.loop import TrainerState, fit
 from dlhpc.engine.report import write_report
 from dlhpc.engine.rundir import (
     load_config,
@@ -41,21 +46,64 @@ class TrainOutcome:
     stopped_by: str | None
 
 
+def plan_lines(env: ClusterEnv, cfg: RunConfig, device: torch.device, threads: int) -> list[str]:
+    """What this job will run on, said (by rank 0) before the first collective."""
+    w = env.world_size
+    per_rank = f"{cfg.train.batch_size // w}–{-(-cfg.train.batch_size // w)}"
+    if cfg.train.batch_size % w == 0:
+        per_rank = str(cfg.train.batch_size // w)
+    return [
+        f"plan: {w} rank(s) = {env.nodes} node(s) × {env.local_world_size} per node "
+        f"({env.launcher}), device {device.type}, {threads} thread(s) per rank",
+        f"      global batch {cfg.train.batch_size} = {per_rank} per rank × {w}; "
+        f"lr {cfg.optim.lr:g} ({cfg.optim.schedule}) for the global batch",
+    ]
+
+
 def train_job(
     cfg: RunConfig | None,
     run_dir: Path,
     resume: bool = False,
     train_overrides: dict[str, Any] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> TrainOutcome:
-    """Train ``cfg`` into ``run_dir`` (or continue the run there with ``resume``)."""
+    """Train ``cfg`` into ``run_dir`` (or continue the run there with ``resume``).
+
+    Under a launcher every rank calls this; rank 0's ``run_dir`` is used by all. After an
+    elastic restart (torchrun --max-restarts) the run resumes from its last checkpoint.
+    """
+    env = detect_env()
+    if env.restart_count > 0 and (run_dir / CHECKPOINT).is_file():
+        resume = True
     if resume or cfg is None:
         resume, cfg = True, load_config(run_dir)
         if train_overrides:
             cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **train_overrides))
-    env = detect_env()
-    torch.set_num_threads(resolve_threads(env, cfg.train.threads))
+    if cfg.train.batch_size < env.world_size:
+        raise ConfigError(
+            f"--batch-size {cfg.train.batch_size} is the global batch: it must be at least the "
+            f"world size {env.world_size}"
+        )
+    threads = resolve_threads(env, cfg.train.threads)
+    torch.set_num_threads(threads)
     device = resolve_device(cfg.train.device, env)
+    if env.is_main and say is not None and env.distributed:
+        for line in plan_lines(env, cfg, device, threads):
+            say(line)
+    dist = init_distributed(env, device, DEFAULT_TIMEOUT_S)
+    try:
+        return _train(cfg, dist.broadcast(run_dir), resume, dist)
+    finally:
+        dist.close()
+
+
+def _train(cfg: RunConfig, run_dir: Path, resume: bool, dist: Dist) -> TrainOutcome:
+    device, env = dist.device, dist.env
+    if not dist.is_main:
+        dist.barrier()  # rank 0 builds any text cache first; the others then read it
     data = prepare_data(cfg.data, cfg.model, device, cfg.train.seed)
+    if dist.is_main:
+        dist.barrier()
     spec = data.spec
     if resume:
         spec = load_spec(run_dir)
@@ -63,30 +111,51 @@ def train_job(
             raise ConfigError(f"{run_dir}: the data has changed since this run started")
     torch.manual_seed(cfg.train.seed)
     model = build_model(spec).to(device)
-    if not resume:
-        prepare_new_run(run_dir)
-    write_run_start(run_dir, cfg, spec)
-    if data.tokenizer_file is not None:
-        tok = data.tokenizer_file.read_bytes()
-        atomic_write_bytes(run_dir / "tokenizer.json", tok)
+    if dist.is_main:
+        if not resume:
+            prepare_new_run(run_dir, restarted=env.restart_count > 0)
+        write_run_start(run_dir, cfg, spec)
+        if data.tokenizer_file is not None:
+            atomic_write_bytes(run_dir / "tokenizer.json", data.tokenizer_file.read_bytes())
+    dist.barrier()  # the run directory exists before any rank uses it
     result = fit(
         model, data.train, data.evals, spec.num_classes, cfg.optim, cfg.train, run_dir,
-        resume=resume, augment=data.augment,
+        resume=resume, augment=data.augment, dist=dist,
     )  # fmt: skip
     if result.stopped_by is not None:
         return TrainOutcome(run_dir, None, result.stopped_by)
-    write_weights(run_dir / "model.safetensors", model)
     final = data.evals.get("test")
     test: EvalResult | None = None
     if final is not None:
-        test = evaluate(model, final, spec.num_classes, cfg.train.eval_batch_size)
-    st = result.state
-    summary: dict[str, Any] = {
+        test = evaluate(model, final, spec.num_classes, cfg.train.eval_batch_size, dist)
+    summary = _summary(cfg, model, result.state, env.world_size, len(data.train), final, test)
+    summary.update(device=str(device), run_dir=str(run_dir))
+    if dist.is_main:
+        write_weights(run_dir / "model.safetensors", model)
+        atomic_write_json(run_dir / "summary.json", summary)
+        labels = list(spec.labels)
+        write_report(
+            run_dir, summary, result.state.history, test.confusion if test else None, labels
+        )
+    dist.barrier()
+    return TrainOutcome(run_dir, summary, None)
+
+
+def _summary(
+    cfg: RunConfig,
+    model: nn.Module,
+    st: TrainerState,
+    world_size: int,
+    train_samples: int,
+    final: Batches | None,
+    test: EvalResult | None,
+) -> dict[str, Any]:
+    return {
         "model": cfg.model.name,
         "params": count_parameters(model),
-        "world_size": env.world_size,
+        "world_size": world_size,
         "epochs": len(st.history),
-        "train_samples": len(data.train),
+        "train_samples": train_samples,
         "test_samples": len(final) if final is not None else 0,
         "train_seconds": round(st.wall_seconds, 4),  # the whole fit, evaluation included
         "samples_per_second": round(st.samples / max(st.step_seconds, 1e-9), 1),
@@ -96,17 +165,12 @@ def train_job(
         "best_epoch": st.best_epoch,
         "stopped_early": st.stopped_early,
         "step_seconds": round(st.step_seconds, 4),  # forward/backward/step only
-        "device": str(device),
         "threads": torch.get_num_threads(),
         "batch_size": cfg.train.batch_size,
-        "run_dir": str(run_dir),
         "dlhpc": dlhpc.__version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
-    atomic_write_json(run_dir / "summary.json", summary)
-    write_report(run_dir, summary, st.history, test.confusion if test else None, list(spec.labels))
-    return TrainOutcome(run_dir, summary, None)
 
 
 def resume_overrides(train: TrainConfig, given: dict[str, Any]) -> dict[str, Any]:

@@ -10,15 +10,20 @@ from typing import Any
 
 
 class MetricsLog:
-    def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
-        self._file = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+    def __init__(self, run_dir: Path, tensorboard: bool = True, enabled: bool = True) -> None:
+        self._file: Any = None
         self._tb: Any = None
+        if not enabled:  # ranks other than 0 log nothing
+            return
+        self._file = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(log_dir=str(run_dir / "tb"))
 
     def log(self, kind: str, step: int, **values: float | int | None) -> None:
+        if self._file is None:
+            return
         record = {"kind": kind, "step": step, "time": round(time.time(), 3), **values}
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
@@ -28,7 +33,8 @@ class MetricsLog:
                     self._tb.add_scalar(f"{kind}/{k}", v, step)
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
         if self._tb is not None:
             self._tb.close()
 

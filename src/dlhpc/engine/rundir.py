@@ -34,11 +34,12 @@ def default_run_dir(model: str, root: Path = Path("runs")) -> Path:
     return root / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def prepare_new_run(run_dir: Path) -> None:
-    """Refuse to overwrite a run; create the directory."""
+def prepare_new_run(run_dir: Path, restarted: bool = False) -> None:
+    """Refuse to overwrite a run (unless restarted before its first checkpoint); create it."""
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out {run_dir}: exists and is not a directory")
-    if (run_dir / "config.json").exists() or (run_dir / CHECKPOINT).exists():
+    exists = (run_dir / "config.json").exists() or (run_dir / CHECKPOINT).exists()
+    if exists and not (restarted and not (run_dir / CHECKPOINT).exists()):
         raise ConfigError(
             f"--out {run_dir}: already holds a run; continue it with --resume {run_dir} "
             "or choose another --out"

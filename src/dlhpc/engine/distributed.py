@@ -1,0 +1,115 @@
+"""torch.distributed for the loop: process group, DDP wrapping, sharding and reductions.
+
+Every rank computes the same epoch order; rank r trains on its contiguous part of each global
+batch (``part``), so shards are disjoint and cover the data with no sampler state to save. The
+loss of a rank is its *sum* over the global batch size ÷ world, which makes DDP's gradient
+average exactly the gradient of the global batch mean, even for an uneven last batch.
+
+Launch: ``dlhpc train … --nproc 2`` (torch's elastic launcher), ``torchrun … -m dlhpc train …``
+or ``srun dlhpc train …``. gloo on CPU, NCCL on CUDA.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as tdist
+from torch import nn
+
+from dlhpc.engine.env import ClusterEnv
+from dlhpc.errors import ConfigError
+
+DEFAULT_TIMEOUT_S = 300
+
+
+@dataclass
+class Dist:
+    env: ClusterEnv
+    device: torch.device
+    timeout_s: float = DEFAULT_TIMEOUT_S
+
+    @property
+    def active(self) -> bool:
+        return self.env.distributed and tdist.is_available() and tdist.is_initialized()
+
+    @property
+    def is_main(self) -> bool:
+        return self.env.is_main
+
+    def part(self, n: int) -> slice:
+        """This rank's contiguous share of ``n`` items (as ``torch.tensor_split`` splits)."""
+        w, r = self.env.world_size, self.env.rank
+        q, extra = divmod(n, w)
+        start = r * q + min(r, extra)
+        return slice(start, start + q + (1 if r < extra else 0))
+
+    def all_sum(self, t: torch.Tensor) -> torch.Tensor:
+        if self.active:
+            tdist.all_reduce(t, op=tdist.ReduceOp.SUM)
+        return t
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank if it is true on any rank (a stop request, say)."""
+        if not self.active:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank (a run directory name, say)."""
+        if not self.active:
+            return obj
+        box = [obj]
+        tdist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def barrier(self) -> None:
+        """Wait for every rank; on gloo, a timeout names the ranks that did not arrive."""
+        if not self.active:
+            return
+        if tdist.get_backend() == "gloo":
+            timeout = datetime.timedelta(seconds=self.timeout_s)
+            tdist.monitored_barrier(timeout=timeout, wait_all_ranks=True)
+        else:
+            tdist.barrier()
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        if not self.active:
+            return model
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def close(self) -> None:
+        if self.active:
+            tdist.destroy_process_group()
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def init_distributed(env: ClusterEnv, device: torch.device, timeout_s: float) -> Dist:
+    """Join the process group of ``env`` (nothing to do for one process)."""
+    d = Dist(env, device, timeout_s)
+    if not env.distributed:
+        return d
+    if not tdist.is_available():
+        raise ConfigError("this PyTorch build has no torch.distributed")
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    # Under torchrun, env:// joins the launcher's own store (and survives elastic restarts);
+    # under Slurm, rank 0 hosts the store at the first node of the job.
+    init = "env://" if env.launcher == "torchrun" else f"tcp://{env.master_addr}:{env.master_port}"
+    tdist.init_process_group(
+        backend,
+        init_method=init,
+        rank=env.rank,
+        world_size=env.world_size,
+        timeout=datetime.timedelta(seconds=timeout_s),
+    )
+    return d

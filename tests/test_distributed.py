@@ -1,0 +1,171 @@
+"""Distributed training with real processes on CPU (gloo): sharding, equality with one rank,
+evaluation that counts each sample once, one writer, resume, restarts and preemption."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as tdist
+import torch.multiprocessing as mp
+from safetensors.torch import load_file
+
+from dlhpc.data.batches import ImageBatches
+from dlhpc.engine.checkpoint import CHECKPOINT
+from dlhpc.engine.distributed import Dist, init_distributed
+from dlhpc.engine.env import ClusterEnv, detect_env, first_host, resolve_threads
+from dlhpc.engine.evaluate import evaluate
+from dlhpc.errors import ConfigError
+
+TRAIN = ["train", "mlp", "--data", "digits", "--hidden", "32", "--augment", "none",
+         "--batch-size", "64", "--threads", "1", "--quiet", "--json"]  # fmt: skip
+
+
+def dlhpc(*argv: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "dlhpc", *argv], capture_output=True, text=True,
+                          timeout=timeout, check=False)  # fmt: skip
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    t = load_file(path)
+    return {k.removeprefix("model."): v for k, v in t.items() if not k.startswith(("optim", "rng"))}
+
+
+@pytest.mark.parametrize(("n", "world"), [(10, 2), (7, 2), (7, 3), (2, 4), (128, 3)])
+def test_parts_are_disjoint_and_cover(n: int, world: int) -> None:
+    parts = [Dist(ClusterEnv(rank=r, world_size=world), torch.device("cpu")).part(n)
+             for r in range(world)]  # fmt: skip
+    covered = [i for p in parts for i in range(n)[p]]
+    assert covered == list(range(n))
+    sizes = [p.stop - p.start for p in parts]
+    assert max(sizes) - min(sizes) <= 1
+    assert sizes == [len(t) for t in torch.tensor_split(torch.arange(n), world)]
+
+
+def test_launcher_variables_are_read() -> None:
+    slurm = detect_env({"SLURM_PROCID": "3", "SLURM_STEP_ID": "0", "SLURM_NTASKS": "4",
+                        "SLURM_LOCALID": "1", "SLURM_STEP_TASKS_PER_NODE": "2(x2)",
+                        "SLURM_NNODES": "2", "SLURM_JOB_NODELIST": "cn[07-08]",
+                        "SLURM_CPUS_PER_TASK": "8", "SLURM_JOB_ID": "1234"})  # fmt: skip
+    assert (slurm.rank, slurm.world_size, slurm.local_rank, slurm.local_world_size) == (3, 4, 1, 2)
+    assert slurm.master_addr == "cn07" and slurm.nodes == 2 and slurm.cpus_per_task == 8
+    assert slurm.master_port == 21234 and slurm.launcher == "slurm"
+    assert first_host("gpu1,gpu2") == "gpu1" and first_host("n[1,3-5]") == "n1"
+    # an salloc shell (no srun step) is one process
+    assert detect_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "4"}).world_size == 1
+    with pytest.raises(ConfigError, match="exceeds"):
+        resolve_threads(ClusterEnv(local_world_size=4, cpus_per_task=1), 2)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _eval_worker(rank: int, world: int, port: int, out: str) -> None:
+    torch.set_num_threads(1)
+    env = ClusterEnv(rank=rank, world_size=world, master_port=port, local_world_size=world)
+    dist = init_distributed(env, torch.device("cpu"), 60)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    g = torch.Generator().manual_seed(1)
+    data = ImageBatches(torch.rand(7, 1, 2, 2, generator=g), torch.randint(0, 3, (7,), generator=g))
+    r = evaluate(model, data, 3, batch_size=2, dist=dist)
+    if rank == 0:
+        Path(out).write_text(json.dumps({"loss": r.loss, "acc": r.accuracy, "n": r.samples,
+                                         "confusion": r.confusion.tolist()}))  # fmt: skip
+    dist.close()
+
+
+@pytest.mark.slow
+def test_evaluation_counts_every_sample_once(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    mp.spawn(_eval_worker, args=(3, free_port(), str(out)), nprocs=3, join=True)
+    got = json.loads(out.read_text())
+    torch.manual_seed(0)  # the same model and data in one process
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    g = torch.Generator().manual_seed(1)
+    data = ImageBatches(torch.rand(7, 1, 2, 2, generator=g), torch.randint(0, 3, (7,), generator=g))
+    one = evaluate(model, data, 3, batch_size=2)
+    assert got["n"] == 7 and sum(map(sum, got["confusion"])) == 7  # 7 over 3 ranks: 3+2+2
+    assert got["confusion"] == one.confusion.tolist()
+    assert got["loss"] == pytest.approx(one.loss) and got["acc"] == pytest.approx(one.accuracy)
+    assert not tdist.is_initialized()
+
+
+@pytest.mark.slow
+def test_two_ranks_match_one_rank_and_only_rank_0_writes(tmp_path: Path) -> None:
+    one = dlhpc(*TRAIN, "--out", str(tmp_path / "one"), "--max-steps", "8")
+    two = dlhpc(*TRAIN, "--out", str(tmp_path / "two"), "--max-steps", "8", "--nproc", "2")
+    assert one.returncode == 0, one.stderr
+    assert two.returncode == 0, two.stderr
+    assert json.loads(two.stdout.strip().splitlines()[-1])["stopped_by"] == "max_steps"
+    a, b = weights(tmp_path / "one" / CHECKPOINT), weights(tmp_path / "two" / CHECKPOINT)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+    # one writer: a single checkpoint file and no stray temporary files
+    files = sorted(p.name for p in (tmp_path / "two" / "checkpoint").iterdir())
+    assert files == ["state.safetensors"]
+
+
+@pytest.mark.slow
+def test_resume_with_two_ranks_equals_uninterrupted(tmp_path: Path) -> None:
+    base = [*TRAIN, "--epochs", "2", "--nproc", "2"]
+    whole = dlhpc(*base, "--out", str(tmp_path / "whole"))
+    part = dlhpc(*base, "--out", str(tmp_path / "part"), "--max-steps", "30")
+    assert whole.returncode == 0 and part.returncode == 0, part.stderr
+    resumed = dlhpc("train", "--resume", str(tmp_path / "part"), "--nproc", "2", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    a = load_file(tmp_path / "whole" / "model.safetensors")
+    b = load_file(tmp_path / "part" / "model.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+    epochs = [json.loads(x) for x in (tmp_path / "whole" / "metrics.jsonl").open()]
+    assert [r["epoch"] for r in epochs if r["kind"] == "epoch"] == [1, 2]  # rank 0 alone logs
+
+
+@pytest.mark.slow
+def test_sigterm_stops_at_a_step_with_a_checkpoint_and_exit_75(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "dlhpc", *TRAIN, "--epochs", "200",
+                             "--out", str(run)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    deadline = time.time() + 120
+    while not (run / CHECKPOINT).exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 75, err
+    assert json.loads(out.strip().splitlines()[-1])["stopped_by"] == "SIGTERM"
+    assert "Traceback" not in err
+    resumed = dlhpc("train", "--resume", str(run), "--epochs", "3", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+
+
+@pytest.mark.slow
+def test_a_killed_rank_is_restarted_from_the_checkpoint(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "dlhpc", *TRAIN, "--epochs", "6", "--nproc", "2",
+           "--max-restarts", "1", "--out", str(run)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run / CHECKPOINT).exists() and time.time() < deadline:
+        time.sleep(0.2)
+    workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True,
+                             check=False).stdout.split()  # fmt: skip
+    assert workers, "no worker processes found"
+    os.kill(int(workers[-1]), signal.SIGKILL)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err[-2000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs"] == 6 and summary["world_size"] == 2
