@@ -30,6 +30,7 @@ FLAGS = {
     "evaluate": {"--data", "--batch-size", "--json", "--quiet"},
     "predict": {"--top-k", "--json", "--quiet"},
     "demo": {"--out", "--json", "--quiet"},
+    "bench": set(),
     "serve": {
         "--backend", "--host", "--port", "--name", "--max-batch-size", "--max-queue-delay-ms",
         "--max-queue", "--workers", "--token",

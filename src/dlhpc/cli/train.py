@@ -8,8 +8,8 @@ dlhpc predict runs/cnn-… some.png
 from __future__ import annotations
 
 import argparse
-import os
 import json
+import os
 from pathlib import Path
 from typing import Any
 

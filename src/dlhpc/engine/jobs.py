@@ -25,6 +25,7 @@ from dlhpc.engine.datasets import prepare_data
 from dlhpc.engine.distributed import DEFAULT_TIMEOUT_S, Dist, init_distributed
 from dlhpc.engine.env import ClusterEnv, detect_env, resolve_device, resolve_threads
 from dlhpc.engine.evaluate import EvalResult, evaluate
+from dlhpc.engine.flops import count_train_flops, measured_peak
 from dlhpc.engine.loop import TrainerState, fit
 from dlhpc.engine.report import write_report
 from dlhpc.engine.rundir import (
@@ -111,6 +112,8 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, dist: Dist) -> TrainOutc
             raise ConfigError(f"{run_dir}: the data has changed since this run started")
     torch.manual_seed(cfg.train.seed)
     model = build_model(spec).to(device)
+    per_rank_batch = max(1, cfg.train.batch_size // env.world_size)
+    flops = count_train_flops(model, data.train, per_rank_batch)  # before training: same model
     if dist.is_main:
         if not resume:
             prepare_new_run(run_dir, restarted=env.restart_count > 0)
@@ -130,6 +133,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, dist: Dist) -> TrainOutc
         test = evaluate(model, final, spec.num_classes, cfg.train.eval_batch_size, dist)
     summary = _summary(cfg, model, result.state, env.world_size, len(data.train), final, test)
     summary.update(device=str(device), run_dir=str(run_dir))
+    summary.update(_utilisation(summary, flops, device, env.world_size))
     if dist.is_main:
         write_weights(run_dir / "model.safetensors", model)
         atomic_write_json(run_dir / "summary.json", summary)
@@ -139,6 +143,21 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, dist: Dist) -> TrainOutc
         )
     dist.barrier()
     return TrainOutcome(run_dir, summary, None)
+
+
+def _utilisation(
+    summary: dict[str, Any], flops: float, device: torch.device, world: int
+) -> dict[str, Any]:
+    """FLOPs per sample, achieved FLOP/s and MFU against the measured peak of all ranks."""
+    peak = measured_peak(device)
+    achieved = flops * summary["samples_per_second"]
+    return {
+        "flops_per_sample": round(flops),
+        "achieved_flops": round(achieved),
+        "peak_flops": round(peak["flops"] * world),
+        "peak_source": f"measured fp32 GEMM, {peak['device']}, {peak['threads']} thread(s)",
+        "mfu": round(achieved / (peak["flops"] * world), 5) if peak["flops"] else None,
+    }
 
 
 def _summary(

@@ -1,0 +1,100 @@
+"""FLOPs per training sample (counted, not estimated) and this machine's measured GEMM peak.
+
+    flops = count_train_flops(model, batches, 64)      # forward + backward, per sample
+    peak = measured_peak(torch.device("cpu"), threads=2)
+
+``mfu`` (model FLOPs utilisation) = flops per sample × samples/s ÷ peak. The peak is a
+measurement of large fp32 matrix multiplies on this device with these threads (≈ 0.6 s).
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from dlhpc.data.batches import Batches
+
+
+def count_train_flops(model: nn.Module, data: Batches, batch_size: int) -> float:
+    """FLOPs of one forward + backward pass per sample, on the first ``batch_size`` samples.
+
+    The model's weights and gradients are left as they were.
+    """
+    n = min(batch_size, len(data))
+    if n == 0:
+        return 0.0
+    idx = torch.arange(n, device=data.y.device)
+    grads = {p: p.grad for p in model.parameters()}
+    was_training = model.training
+    model.train()
+    try:
+        with FlopCounterMode(display=False) as counter:
+            loss = F.cross_entropy(model(*data.inputs(idx)), data.y[idx])
+            loss.backward()  # type: ignore[no-untyped-call]
+    finally:
+        for p, g in grads.items():
+            p.grad = g
+        model.train(was_training)
+    return float(counter.get_total_flops()) / n
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def measure_peak(
+    device: torch.device, dtype: torch.dtype = torch.float32, seconds: float = 0.6
+) -> float:
+    """Best FLOP/s of square matrix multiplies (the roofline's compute roof) on ``device``."""
+    best = 0.0
+    for n in (512, 1024, 2048):
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        torch.mm(a, b)  # warm-up
+        reps, start = 0, time.perf_counter()
+        while True:
+            torch.mm(a, b)
+            reps += 1
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            elapsed = time.perf_counter() - start
+            if elapsed > seconds / 3:
+                break
+        best = max(best, 2 * n**3 * reps / elapsed)
+    return best
+
+
+_MEASURED: dict[tuple[str, int, str], dict[str, Any]] = {}
+
+
+def measured_peak(device: torch.device, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+    """This device's GEMM peak with the current threads, measured once per process.
+
+    Measured in the same conditions as the run it is compared with (a shared machine's load
+    changes both alike), never read from a stale file.
+    """
+    key = (str(device), torch.get_num_threads(), str(dtype))
+    if key not in _MEASURED:
+        _MEASURED[key] = {
+            "flops": measure_peak(device, dtype),
+            "device": device_name(device),
+            "threads": torch.get_num_threads(),
+            "dtype": str(dtype).removeprefix("torch."),
+            "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+    return dict(_MEASURED[key])

@@ -1,0 +1,48 @@
+"""FLOP counting and the measured peak behind summary.json's mfu."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dlhpc.cli import main
+from dlhpc.data.batches import ImageBatches
+from dlhpc.engine.flops import count_train_flops, measure_peak
+from dlhpc.models import ImageInput, ModelConfig, ModelSpec, build_model
+
+
+def test_cnn_training_flops_match_the_hand_count() -> None:
+    model = build_model(ModelSpec(ModelConfig("cnn"), ImageInput(1, 28, 28, (0.5,), (0.25,)),
+                                  tuple("0123456789")))  # fmt: skip
+    macs = {"conv1": 26 * 26 * 32 * 9, "conv2": 11 * 11 * 64 * 32 * 9,
+            "conv3": 3 * 3 * 64 * 64 * 9, "fc1": 576 * 64, "fc2": 64 * 10}  # fmt: skip
+    forward = 2 * sum(macs.values())
+    # backward: weight gradients for every layer, input gradients for all but the first
+    backward = forward + (forward - 2 * macs["conv1"])
+    data = ImageBatches(
+        torch.zeros(8, 1, 28, 28, dtype=torch.uint8), torch.zeros(8, dtype=torch.int64)
+    )
+    before = [p.detach().clone() for p in model.parameters()]
+    assert count_train_flops(model, data, 8) == forward + backward == 16_376_064
+    assert all(p.grad is None for p in model.parameters())  # left as it was
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_peak_is_a_positive_rate() -> None:
+    assert measure_peak(torch.device("cpu"), seconds=0.05) > 1e8  # any CPU does > 0.1 GFLOP/s
+
+
+def test_bench_peak_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "peak", "--seconds", "0.05", "--json", "--quiet"]) == 0
+    r = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert r["float32_gflops"] > 0.1 and r["threads"] >= 1
+
+
+def test_summary_reports_flops_and_mfu(trained_run) -> None:  # type: ignore[no-untyped-def]
+    s = json.loads((trained_run / "summary.json").read_text())
+    assert s["flops_per_sample"] > 0 and 0 < s["mfu"] < 1
+    assert s["achieved_flops"] == pytest.approx(
+        s["flops_per_sample"] * s["samples_per_second"], rel=1e-3
+    )
