@@ -6,6 +6,7 @@ dlhpc bench peak            # this machine's fp32 (and bf16) matrix-multiply pea
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from dlhpc.cli.common import add_output_flags, emit
@@ -32,6 +33,31 @@ def _cmd_peak(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_scale(a: argparse.Namespace) -> int:
+    import shlex
+    import sys
+    from pathlib import Path
+
+    from dlhpc.bench.scale import run_scale, write_report
+    from dlhpc.errors import DlhpcError
+
+    if a.repeats < 1 or a.epochs < 1:
+        raise DlhpcError("--repeats and --epochs must be at least 1")
+    result = run_scale(a.model, a.data, a.epochs, a.batch_size, a.repeats, a.target, a.max_ranks)
+    command = "dlhpc " + shlex.join(sys.argv[1:])
+    report = write_report(result, Path(a.out), command) if a.out else None
+    if not a.quiet:
+        for r in result["rows"]:
+            head = f"{r['mode']:>6} {r['ranks']} rank(s) × {r['threads']} thread(s): "
+            rate = f"{r['samples_per_second']:>9,.0f} samples/s  {r['speedup']:.2f}×"
+            print(f"{head}{rate}  efficiency {r['efficiency']:.0%}  acc {r['test_accuracy']:.4f}")
+        if report:
+            print(f"report: {report}")
+    if a.json:
+        print(json.dumps({**result, "report": str(report) if report else None}))
+    return 0
+
+
 def add_bench(sub: Any) -> None:
     raw = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("bench", help="side-by-side benchmarks", description=__doc__,
@@ -43,6 +69,17 @@ def add_bench(sub: Any) -> None:
     peak.add_argument("--seconds", type=float, default=1.0, help="per dtype (1.0)")
     add_output_flags(peak)
     peak.set_defaults(func=_cmd_peak)
+    scale = bench.add_parser("scale", help="throughput for 1..N ranks × threads (a report)")
+    scale.add_argument("--model", default="cnn", help="(cnn)")
+    scale.add_argument("--data", default="digits", help="(digits)")
+    scale.add_argument("--epochs", type=int, default=15, help="(15)")
+    scale.add_argument("--batch-size", type=int, default=128, help="global, strong scaling (128)")
+    scale.add_argument("--repeats", type=int, default=2, help="interleaved repeats (2)")
+    scale.add_argument("--target", type=float, default=0.97, help="accuracy for time-to (0.97)")
+    scale.add_argument("--max-ranks", type=int, help="(the cores available)")
+    scale.add_argument("--out", help="directory for the dated report, e.g. benchmarks")
+    add_output_flags(scale)
+    scale.set_defaults(func=_cmd_scale)
 
 
 COMMANDS = (add_bench,)

@@ -1,0 +1,169 @@
+"""``dlhpc bench scale``: throughput and time to accuracy for 1..N ranks × threads.
+
+    dlhpc bench scale --model cnn --data digits --out benchmarks
+
+Strong scaling keeps the global batch (the same training, split among more ranks); weak scaling
+keeps the per-rank batch (more work per step as ranks grow). Every configuration is a real
+``dlhpc train`` run (subprocess; ranks through torch's elastic launcher), the repeats are
+interleaved so a noisy neighbour hits all configurations alike, and the report quotes ratios
+against 1 rank × 1 thread measured in the same invocation.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dlhpc.engine.env import available_cores
+from dlhpc.fsio import atomic_write, atomic_write_text
+
+
+@dataclass(frozen=True)
+class Config:
+    mode: str  # strong | weak
+    ranks: int
+    threads: int
+    batch: int  # global
+
+
+def configs(cores: int, batch: int) -> list[Config]:
+    out = [Config("strong", 1, t, batch) for t in range(1, cores + 1)]
+    out += [Config("strong", r, 1, batch) for r in range(2, cores + 1)]
+    out += [Config("weak", r, 1, batch * r) for r in range(2, cores + 1)]
+    return out
+
+
+def run_one(
+    c: Config, model: str, data: str, epochs: int, seed: int, workdir: Path
+) -> dict[str, Any]:
+    out = workdir / f"{c.mode}-{c.ranks}x{c.threads}-{time.monotonic_ns()}"
+    cmd = [sys.executable, "-m", "dlhpc", "train", model, "--data", data, "--out", str(out),
+           "--epochs", str(epochs), "--batch-size", str(c.batch), "--threads", str(c.threads),
+           "--nproc", str(c.ranks), "--seed", str(seed), "--quiet", "--json"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.strip()[-500:]}")
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    epochs_log = [json.loads(x) for x in (out / "metrics.jsonl").open() if '"epoch"' in x]
+    return {"summary": summary, "epochs": [e for e in epochs_log if e["kind"] == "epoch"]}
+
+
+def time_to(history: list[dict[str, Any]], target: float) -> float | None:
+    for e in history:
+        if (e.get("test_accuracy") or 0) >= target:
+            return float(e["step_seconds"])
+    return None
+
+
+def run_scale(
+    model: str = "cnn", data: str = "digits", epochs: int = 15, batch: int = 128,
+    repeats: int = 2, target: float = 0.97, max_ranks: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    cores = max_ranks or available_cores()
+    plan = configs(cores, batch)
+    results: dict[Config, list[dict[str, Any]]] = {c: [] for c in plan}
+    with tempfile.TemporaryDirectory(prefix="dlhpc-scale-") as tmp:
+        for rep in range(repeats):
+            for c in plan if rep % 2 == 0 else list(reversed(plan)):
+                results[c].append(run_one(c, model, data, epochs, 0, Path(tmp)))
+    rows: list[dict[str, Any]] = []
+    for c, runs in results.items():
+        sps = statistics.median(x["summary"]["samples_per_second"] for x in runs)
+        acc = statistics.median(x["summary"]["test_accuracy"] for x in runs)
+        tta = [t for t in (time_to(x["epochs"], target) for x in runs) if t is not None]
+        rows.append({"mode": c.mode, "ranks": c.ranks, "threads": c.threads, "batch": c.batch,
+                     "samples_per_second": sps, "test_accuracy": acc,
+                     "time_to_target_s": statistics.median(tta) if tta else None})  # fmt: skip
+    base = next(r for r in rows if r["ranks"] == 1 and r["threads"] == 1)
+    for r in rows:
+        r["speedup"] = r["samples_per_second"] / base["samples_per_second"]
+        r["efficiency"] = r["speedup"] / (r["ranks"] * r["threads"])
+    return {"model": model, "data": data, "epochs": epochs, "batch": batch, "repeats": repeats,
+            "target": target, "rows": rows}  # fmt: skip
+
+
+def _plot(path: Path, result: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    curves = {
+        "threads (1 rank)": ("strong", True),
+        "ranks × 1 thread, strong": ("strong", False),
+        "ranks × 1 thread, weak": ("weak", False),
+    }
+    for label, (mode, one_rank) in curves.items():
+        pts = [(r["ranks"] * r["threads"], r["speedup"]) for r in result["rows"]
+               if r["mode"] == mode and (r["ranks"] == 1) == one_rank]  # fmt: skip
+        if label.startswith("ranks"):
+            pts = [(1, 1.0), *pts]
+        if pts:
+            ax.plot(*zip(*sorted(pts), strict=True), marker="o", label=label)
+    top = max(r["ranks"] * r["threads"] for r in result["rows"])
+    ax.plot([1, top], [1, top], "k--", alpha=0.4, label="ideal")
+    ax.set_xlabel("cores used")
+    ax.set_ylabel("speed-up vs 1 rank × 1 thread")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
+def write_report(result: dict[str, Any], out_dir: Path, command: str) -> Path:
+    day = time.strftime("%Y%m%d")
+    name = f"scale_{platform.machine()}-{available_cores()}core_{day}"
+    _plot(out_dir / f"{name}.png", result)
+    lines = [
+        f"# Scaling: {result['model']} on {result['data']} — ranks × threads", "",
+        f"Date: {time.strftime('%Y-%m-%d')}. Command: `{command}`.", "",
+        "## Hardware and versions", "",
+        f"- CPU: {_cpu()} ({available_cores()} cores available)",
+        f"- Python {platform.python_version()}, torch {torch.__version__}, gloo backend", "",
+        "## Config", "",
+        f"- model `{result['model']}`, data `{result['data']}`, {result['epochs']} epochs, "
+        f"global batch {result['batch']} (strong), per-rank batch {result['batch']} (weak)",
+        f"- repeats {result['repeats']} (interleaved, order reversed every other pass); "
+        f"medians; time to {result['target']:.0%} test accuracy counts training-step time",
+        "", "## Method", "",
+        "Each configuration is a full `dlhpc train` run in its own processes (ranks through "
+        "torch's elastic launcher, gloo, one DDP all-reduce per step). Speed-up is training "
+        "samples/s over 1 rank × 1 thread from the same invocation; efficiency is speed-up ÷ "
+        "cores used.", "",
+        "## Results", "",
+        "| mode | ranks × threads | global batch | samples/s | speed-up | efficiency | "
+        "time to target (s) | test accuracy |", "|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for r in result["rows"]:
+        tta = f"{r['time_to_target_s']:.1f}" if r["time_to_target_s"] is not None else "—"
+        lines.append(
+            f"| {r['mode']} | {r['ranks']} × {r['threads']} | {r['batch']} | "
+            f"{r['samples_per_second']:,.0f} | {r['speedup']:.2f}× | {r['efficiency']:.0%} | "
+            f"{tta} | {r['test_accuracy']:.4f} |"
+        )
+    lines += ["", f"![speed-up]({name}.png)", ""]
+    path = out_dir / f"{name}.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
