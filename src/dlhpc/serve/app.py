@@ -1,0 +1,257 @@
+"""The HTTP app: KServe v2 REST, ``/predict`` for image files, ``/metrics`` for Prometheus.
+
+    app = create_app(load_predictor(Path("runs/cnn-…")), ServeConfig(name="digits"))
+    # run it with uvicorn: see dlhpc.serve.server.run_server, or `dlhpc serve RUN`
+
+    GET  /v2/health/live | /v2/health/ready          open even with a token
+    GET  /v2 | /v2/models/NAME | /v2/models/NAME/ready
+    POST /v2/models/NAME/infer                        JSON, see dlhpc.serve.protocol
+    POST /predict                                     multipart file upload, or raw image bytes
+    GET  /metrics                                     Prometheus text format
+
+Every error is JSON ``{"error": "…"}`` with its status code: 400 bad input, 401 no or wrong
+token, 404 unknown model, 408 slow body, 413 body too large, 503 queue full or shutting down
+(with Retry-After), 504 no answer in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+
+from dlhpc import __version__
+from dlhpc.serve.batcher import Batcher, Draining, Overloaded, TimedOut
+from dlhpc.serve.config import ServeConfig
+from dlhpc.serve.metrics import ServeMetrics
+from dlhpc.serve.middleware import BearerAuth, Observe
+from dlhpc.serve.predictor import Predictor
+from dlhpc.serve.protocol import (
+    BadRequest,
+    decode_image,
+    infer_response,
+    model_metadata,
+    parse_infer_request,
+)
+
+log = logging.getLogger("dlhpc.serve")
+
+
+class Problem(Exception):
+    """An HTTP error answer: status, one-line message, extra headers."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers or {}
+
+
+def json_response(
+    obj: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    body = json.dumps(obj, separators=(",", ":")).encode()
+    return Response(body, status, headers, media_type="application/json")
+
+
+@dataclass
+class ServeState:
+    """What the routes share; ``app.state.serve``. ``draining`` turns readiness off."""
+
+    predictor: Predictor
+    cfg: ServeConfig
+    metrics: ServeMetrics
+    batcher: Batcher
+    draining: bool = False
+
+    @property
+    def ready(self) -> bool:
+        return not self.draining and not self.batcher.closing
+
+    def begin_drain(self) -> None:
+        self.draining = True  # only a flag: safe to call from a signal handler
+
+    def check_model(self, name: str) -> None:
+        if name != self.cfg.name:
+            raise Problem(404, f"unknown model {name!r}; this server has {self.cfg.name!r}")
+
+    async def predict(self, x_NCHW: Any) -> Any:
+        try:
+            return await self.batcher.predict(x_NCHW, self.cfg.request_timeout_s)
+        except Overloaded as e:
+            raise Problem(503, str(e), {"Retry-After": str(e.retry_after_s)}) from None
+        except Draining as e:
+            raise Problem(503, str(e), {"Retry-After": "1"}) from None
+        except TimedOut as e:
+            raise Problem(504, str(e)) from None
+
+
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The whole body, refusing more than ``limit`` bytes (413) or a slow sender (408)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise Problem(400, "bad Content-Length")
+        if int(declared) > limit:
+            raise Problem(413, f"body of {declared} bytes is over the limit of {limit}")
+    chunks: list[bytes] = []
+    size = 0
+
+    async def receive_all() -> None:
+        nonlocal size
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise Problem(413, f"body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(receive_all(), timeout)
+    except TimeoutError:
+        raise Problem(408, f"the body did not arrive within {timeout:g} s") from None
+    except ClientDisconnect:
+        raise Problem(400, "the client disconnected") from None
+    return b"".join(chunks)
+
+
+async def uploaded_file(request: Request, body: bytes, limit: int) -> bytes:
+    """The first file of a multipart form whose bytes are ``body``."""
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    form_request = Request(request.scope, replay)
+    try:
+        async with form_request.form(max_files=1, max_fields=16, max_part_size=limit) as form:
+            for value in form.values():
+                if isinstance(value, UploadFile):
+                    return await value.read()
+    except HTTPException as e:  # Starlette's multipart errors
+        raise Problem(400, f"bad multipart form: {e.detail}") from None
+    raise Problem(400, "the form has no file: upload the image as a file field")
+
+
+def add_routes(app: FastAPI, s: ServeState) -> None:
+    meta = model_metadata(s.cfg.name, s.predictor, s.cfg.max_batch_size)
+
+    @app.get("/v2")
+    async def server_metadata() -> Response:
+        return json_response(
+            {"name": "dlhpc", "version": __version__, "extensions": [], "models": [s.cfg.name]}
+        )
+
+    @app.get("/v2/health/live")
+    async def live() -> Response:
+        return json_response({"live": True})
+
+    @app.get("/v2/health/ready")
+    async def ready() -> Response:
+        return json_response({"ready": s.ready}, 200 if s.ready else 503)
+
+    @app.get("/v2/models/{model}")
+    async def metadata(model: str) -> Response:
+        s.check_model(model)
+        return json_response(meta)
+
+    @app.get("/v2/models/{model}/ready")
+    async def model_ready(model: str) -> Response:
+        s.check_model(model)
+        return json_response({"name": model, "ready": s.ready}, 200 if s.ready else 503)
+
+    @app.post("/v2/models/{model}/infer")
+    async def infer(model: str, request: Request) -> Response:
+        s.check_model(model)
+        body = await read_body(request, s.cfg.max_body_bytes, s.cfg.body_timeout_s)
+        req = parse_infer_request(body, s.predictor.input.shape)
+        probs = await s.predict(req.x_NCHW)
+        return json_response(infer_response(model, req, probs, s.predictor.labels))
+
+    @app.post("/predict")
+    async def predict(request: Request) -> Response:
+        start = time.perf_counter()
+        body = await read_body(request, s.cfg.max_body_bytes, s.cfg.body_timeout_s)
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            body = await uploaded_file(request, body, s.cfg.max_body_bytes)
+        x = decode_image(body, s.predictor.input.shape, s.cfg.max_image_pixels)
+        probs = (await s.predict(x))[0].tolist()
+        labels = s.predictor.labels
+        best = max(range(len(probs)), key=probs.__getitem__)
+        return json_response({
+            "model_name": s.cfg.name,
+            "label": labels[best],
+            "probability": probs[best],
+            "probabilities": dict(zip(labels, probs, strict=True)),
+            "latency_ms": (time.perf_counter() - start) * 1000.0,
+        })  # fmt: skip
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(s.metrics.render(), media_type=s.metrics.content_type)
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    async def problem(_: Request, e: Exception) -> Response:
+        assert isinstance(e, Problem)
+        return json_response({"error": str(e)}, e.status, e.headers)
+
+    async def bad_request(_: Request, e: Exception) -> Response:
+        return json_response({"error": str(e)}, 400)
+
+    async def http_error(_: Request, e: Exception) -> Response:
+        assert isinstance(e, HTTPException)
+        return json_response({"error": str(e.detail)}, e.status_code, e.headers)
+
+    async def internal(_: Request, e: Exception) -> Response:
+        log.exception("request failed", exc_info=e)
+        return json_response({"error": f"internal error ({type(e).__name__})"}, 500)
+
+    app.add_exception_handler(Problem, problem)
+    app.add_exception_handler(BadRequest, bad_request)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, internal)
+
+
+def create_app(predictor: Predictor, cfg: ServeConfig) -> FastAPI:
+    """A FastAPI app serving ``predictor`` as model ``cfg.name``; the batcher starts lazily."""
+    metrics = ServeMetrics(cfg.max_batch_size)
+    batcher = Batcher(
+        predictor,
+        max_batch_size=cfg.max_batch_size,
+        max_queue_delay_s=cfg.max_queue_delay_s,
+        max_queue=cfg.max_queue,
+        workers=cfg.workers,
+        observer=metrics,
+    )
+    state = ServeState(predictor, cfg, metrics, batcher)
+    metrics.ready.set_function(lambda: float(state.ready))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        state.begin_drain()  # in-flight requests have finished (uvicorn waited for them)
+        await batcher.close(cfg.drain_timeout_s)
+
+    app = FastAPI(
+        title="dlhpc serve", version=__version__, lifespan=lifespan,
+        docs_url=None, redoc_url=None, openapi_url=None,
+    )  # fmt: skip
+    app.state.serve = state
+    add_routes(app, state)
+    add_error_handlers(app)
+    app.add_middleware(BearerAuth, token=cfg.token)
+    app.add_middleware(Observe, metrics=metrics)  # outermost: counts 401s too
+    return app
