@@ -41,6 +41,8 @@ FLAGS = {
     },
     "reference": {"--data", "--hidden", "--optimizer", "--epochs", "--iterations", "--lr",
                   "--seed", "--json", "--quiet"},
+    "optimize": {"--quantize", "--prune", "--prune-structured", "--export", "--data", "--threads",
+                 "--json", "--quiet"},
 }  # fmt: skip
 
 

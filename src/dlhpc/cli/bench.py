@@ -58,6 +58,38 @@ def _cmd_scale(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(a: argparse.Namespace) -> int:
+    import shlex
+    import sys
+    from pathlib import Path
+
+    from dlhpc.bench.train import run_bench, write_report
+    from dlhpc.engine.env import ClusterEnv, resolve_threads
+    from dlhpc.errors import DlhpcError
+
+    if a.repeats < 1:
+        raise DlhpcError("--repeats must be at least 1")
+    threads = resolve_threads(ClusterEnv(), a.threads)
+    result = run_bench(a.data, threads, a.repeats, a.target, a.peers_python)
+    report = (
+        write_report(result, Path(a.out), "dlhpc " + shlex.join(sys.argv[1:])) if a.out else None
+    )
+    if not a.quiet:
+        for name, row in result["rows"].items():
+            if "skipped" in row:
+                print(f"{name:>24}: skipped ({row['skipped']})")
+                continue
+            tta = row["time_to_target_s"]
+            print(f"{name:>24}: {row['samples_per_second']:>8,.0f} samples/s, "
+                  f"to {a.target:.0%}: {'—' if tta is None else f'{tta:.1f} s'}, "
+                  f"final {row['final_accuracy']:.4f}")  # fmt: skip
+        if report:
+            print(f"report: {report}")
+    if a.json:
+        print(json.dumps({**result, "report": str(report) if report else None}))
+    return 0
+
+
 def add_bench(sub: Any) -> None:
     raw = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("bench", help="side-by-side benchmarks", description=__doc__,
@@ -80,6 +112,15 @@ def add_bench(sub: Any) -> None:
     scale.add_argument("--out", help="directory for the dated report, e.g. benchmarks")
     add_output_flags(scale)
     scale.set_defaults(func=_cmd_scale)
+    train = bench.add_parser("train", help="the tutorial's CNN: dlhpc vs Keras vs PyTorch loop")
+    train.add_argument("--data", default="digits", help="an image source (digits)")
+    train.add_argument("--threads", type=int, help="for every runner (all cores)")
+    train.add_argument("--repeats", type=int, default=2, help="interleaved repeats (2)")
+    train.add_argument("--target", type=float, default=0.97, help="test accuracy (0.97)")
+    train.add_argument("--peers-python", help="python of an environment with TensorFlow")
+    train.add_argument("--out", help="directory for the dated report, e.g. benchmarks")
+    add_output_flags(train)
+    train.set_defaults(func=_cmd_train)
 
 
 COMMANDS = (add_bench,)
