@@ -19,6 +19,7 @@ from dlhpc.data.shards import ShardWriter, open_shard
 from dlhpc.data.text import load_text
 from dlhpc.data.text_sources import find_text_files
 from dlhpc.data.tokenizer import PAD_ID, UNK_ID, encode_texts, train_tokenizer
+from dlhpc.engine.recipes import recipe
 from dlhpc.errors import ConfigError, DataError
 
 TOPICS = {
@@ -154,6 +155,8 @@ def test_train_evaluate_predict_text(
     assert summary["model"] == model and summary["test_samples"] == 300
     assert summary["test_accuracy"] > 0.85, summary  # topic words make this easy
     assert (run / "tokenizer.json").is_file()
+    cfg = json.loads((run / "config.json").read_text())  # the model's recipe, the flags on top
+    assert cfg["optim"] | recipe(model, "optim") == cfg["optim"] and cfg["train"]["epochs"] == 4
     spec = json.loads((run / "model.json").read_text())
     assert spec["input"]["kind"] == "text" and spec["labels"] == ["food", "sports", "tech"]
 

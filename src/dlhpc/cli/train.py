@@ -24,7 +24,10 @@ def add_train(sub: Any) -> None:
     from dlhpc.models.spec import ACTIVATIONS
 
     p = sub.add_parser("train", help="train a model into a run directory",
-                       description="Train MODEL on --data and write a run directory.")  # fmt: skip
+                       description="Train MODEL on --data and write a run directory.",
+                       epilog="Defaults in brackets are the image recipe; bag, lstm and "
+                       "transformer start from their own measured recipes "
+                       "(dlhpc/engine/recipes.py). A flag always wins.")  # fmt: skip
     p.add_argument("model", nargs="?", choices=model_names(), help="architecture")
     g = p.add_argument_group("data")
     g.add_argument("--data", dest="source", default=S, metavar="SRC",
@@ -99,21 +102,24 @@ def add_train(sub: Any) -> None:
 def _build_run_config(a: argparse.Namespace) -> Any:
     from dlhpc.data import DataConfig
     from dlhpc.engine.config import OptimConfig, RunConfig, TrainConfig
+    from dlhpc.engine.recipes import recipe
     from dlhpc.models import ModelConfig
 
     given = vars(a)
 
-    def pick(kind: type[Any], **extra: Any) -> Any:
+    def pick(kind: type[Any], section: str, **extra: Any) -> Any:
         from dataclasses import fields
 
         names = {f.name for f in fields(kind)}
-        return kind(**{k: v for k, v in given.items() if k in names}, **extra)
+        values = recipe(a.model, section)  # the model's measured defaults, then the flags
+        values.update({k: v for k, v in given.items() if k in names})
+        return kind(**values, **extra)
 
     return RunConfig(
-        data=pick(DataConfig),
-        model=pick(ModelConfig, name=a.model),
-        optim=pick(OptimConfig),
-        train=pick(TrainConfig),
+        data=pick(DataConfig, "data"),
+        model=pick(ModelConfig, "model", name=a.model),
+        optim=pick(OptimConfig, "optim"),
+        train=pick(TrainConfig, "train"),
     )
 
 
