@@ -25,7 +25,7 @@ FLAGS = {
         "--plateau-patience", "--min-lr", "--epochs", "--batch-size", "--eval-batch-size",
         "--early-stop", "--seed", "--device", "--threads", "--checkpoint-every", "--max-steps",
         "--nproc", "--max-restarts",
-        "--log-every", "--out", "--resume", "--json", "--quiet",
+        "--log-every", "--out", "--resume", "--init-from", "--freeze", "--json", "--quiet",
     },
     "evaluate": {"--data", "--batch-size", "--json", "--quiet"},
     "predict": {"--top-k", "--json", "--quiet"},

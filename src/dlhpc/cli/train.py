@@ -95,6 +95,14 @@ def add_train(sub: Any) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--out", type=Path, help="run directory (runs/MODEL-TIMESTAMP)")
     g.add_argument("--resume", type=Path, metavar="RUN", help="continue a stopped run")
+    g.add_argument(
+        "--init-from",
+        default=S,
+        metavar="RUN",
+        help="start from a trained run's weights (a new head if classes differ)",
+    )
+    g.add_argument("--freeze", choices=("none", "backbone"), default=S,
+                   help="with --init-from: train only the output layer (backbone)")  # fmt: skip
     add_output_flags(p)
     p.set_defaults(func=_cmd_train)
 

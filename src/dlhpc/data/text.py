@@ -72,8 +72,12 @@ def _file_digest(path: Path, h: hashlib._Hash) -> None:
             h.update(block)
 
 
-def cache_key(files: TextFiles, cfg: DataConfig, vocab_size: int) -> str:
+def cache_key(
+    files: TextFiles, cfg: DataConfig, vocab_size: int, tokenizer: Path | None = None
+) -> str:
     h = hashlib.sha256(CACHE_VERSION.encode())
+    if tokenizer is not None:  # a given (pretrained) tokenizer is part of the key
+        _file_digest(tokenizer, h)
     settings = [files.format, files.text_column, files.label_column, vocab_size,
                 cfg.test_fraction if files.test is None else None, cfg.seed]  # fmt: skip
     h.update(json.dumps(settings).encode())
@@ -106,7 +110,9 @@ def split_records(files: TextFiles, cfg: DataConfig, split: str) -> Iterator[tup
             yield rec
 
 
-def _build(files: TextFiles, cfg: DataConfig, vocab_size: int, entry: Path) -> None:
+def _build(
+    files: TextFiles, cfg: DataConfig, vocab_size: int, entry: Path, tokenizer: Path | None
+) -> None:
     labels: set[str] = set()
 
     def train_texts() -> Iterator[str]:
@@ -114,7 +120,12 @@ def _build(files: TextFiles, cfg: DataConfig, vocab_size: int, entry: Path) -> N
             labels.add(label)
             yield text
 
-    tok = train_tokenizer(train_texts(), vocab_size)
+    if tokenizer is None:
+        tok = train_tokenizer(train_texts(), vocab_size)
+    else:  # fine-tuning: keep the pretrained run's vocabulary, so its embeddings still fit
+        tok = load_tokenizer(tokenizer)
+        for _ in train_texts():  # still collect the labels
+            pass
     check_classes(labels, str(files.train))
     classes = sorted(labels)
     index = {c: i for i, c in enumerate(classes)}
@@ -150,14 +161,15 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "dlhpc" / "text"
 
 
-def load_text(cfg: DataConfig, files: TextFiles) -> TextSplits:
+def load_text(cfg: DataConfig, files: TextFiles, tokenizer: Path | None = None) -> TextSplits:
+    """The token shards of ``files``; ``tokenizer`` reuses a given one instead of training."""
     vocab_size = cfg.vocab_size
     cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
-    entry = cache / cache_key(files, cfg, vocab_size)
+    entry = cache / cache_key(files, cfg, vocab_size, tokenizer)
     if not (entry / "done").is_file():
         tmp = new_entry(cache, entry.name)
         try:
-            _build(files, cfg, vocab_size, tmp)
+            _build(files, cfg, vocab_size, tmp, tokenizer)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

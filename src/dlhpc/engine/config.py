@@ -57,6 +57,8 @@ class TrainConfig:
     log_every: int = 50  # steps between train-loss records (the only host syncs in an epoch)
     threads: int | None = None  # intra-op threads per rank (default: the cores we may use)
     quiet: bool = False
+    init_from: str | None = None  # a pretrained run to start from (matching weights copied)
+    freeze: str = "none"  # none | backbone (all but the output layer)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -69,6 +71,12 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
+        if self.freeze not in ("none", "backbone"):
+            raise ConfigError(f"--freeze must be none or backbone, got {self.freeze!r}")
+        if self.freeze != "none" and self.init_from is None:
+            raise ConfigError(
+                "--freeze needs --init-from RUN (frozen random weights learn nothing)"
+            )
         if self.log_every < 1:
             raise ConfigError(f"--log-every must be at least 1, got {self.log_every}")
 

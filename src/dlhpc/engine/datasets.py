@@ -37,14 +37,22 @@ def _image_augment(seed: int) -> Augment:
     return augment
 
 
-def prepare_data(data: DataConfig, model: ModelConfig, device: torch.device, seed: int) -> Prepared:
-    """Load ``data`` for ``model``; refuse a text model on images and the other way round."""
+def prepare_data(
+    data: DataConfig,
+    model: ModelConfig,
+    device: torch.device,
+    seed: int,
+    tokenizer: Path | None = None,
+) -> Prepared:
+    """Load ``data`` for ``model``; refuse a text model on images and the other way round.
+
+    ``tokenizer``: encode text with this one instead of training one (fine-tuning)."""
     is_text_model = model.name in text_model_names()
     files = find_text_files(data.source, data.text_column, data.label_column)
     if files is not None:
         if not is_text_model:
             raise ConfigError(f"{model.name} is an image model, but {data.source} holds text")
-        t = load_text(data, files)
+        t = load_text(data, files, tokenizer)
         spec = ModelSpec(model, TextInput(t.vocab_size), t.classes)
         evals: dict[str, Batches] = {
             name: TokenBatches(s, device, bucket=False)

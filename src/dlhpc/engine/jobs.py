@@ -25,6 +25,7 @@ from dlhpc.engine.datasets import prepare_data
 from dlhpc.engine.distributed import DEFAULT_TIMEOUT_S, Dist, init_distributed
 from dlhpc.engine.env import ClusterEnv, detect_env, resolve_device, resolve_threads
 from dlhpc.engine.evaluate import EvalResult, evaluate
+from dlhpc.engine.finetune import apply_freeze, apply_init
 from dlhpc.engine.flops import count_train_flops, measured_peak
 from dlhpc.engine.loop import TrainerState, fit
 from dlhpc.engine.report import write_report
@@ -102,7 +103,9 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, dist: Dist) -> TrainOutc
     device, env = dist.device, dist.env
     if not dist.is_main:
         dist.barrier()  # rank 0 builds any text cache first; the others then read it
-    data = prepare_data(cfg.data, cfg.model, device, cfg.train.seed)
+    init = Path(cfg.train.init_from) if cfg.train.init_from else None
+    tokenizer = init / "tokenizer.json" if init and (init / "tokenizer.json").is_file() else None
+    data = prepare_data(cfg.data, cfg.model, device, cfg.train.seed, tokenizer)
     if dist.is_main:
         dist.barrier()
     spec = data.spec
@@ -111,7 +114,12 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, dist: Dist) -> TrainOutc
         if spec.input != data.spec.input or spec.labels != data.spec.labels:
             raise ConfigError(f"{run_dir}: the data has changed since this run started")
     torch.manual_seed(cfg.train.seed)
-    model = build_model(spec).to(device)
+    model = build_model(spec)
+    if init is not None and not resume:  # a resumed run restores its own weights instead
+        apply_init(model, cfg.model.name, init)
+    if init is not None:
+        apply_freeze(model, cfg.train.freeze)
+    model = model.to(device)
     per_rank_batch = max(1, cfg.train.batch_size // env.world_size)
     flops = count_train_flops(model, data.train, per_rank_batch)  # before training: same model
     if dist.is_main:
