@@ -200,3 +200,31 @@ def test_lr_in_metrics_follows_the_schedule(trained_run: Path) -> None:
     lr = [r["lr"] for r in steps if r["kind"] == "step"]
     assert lr and all(not math.isnan(v) for v in lr)
     assert lr[-1] < max(lr)  # cosine decay
+
+
+def test_bf16_autocast_trains_on_cpu(tmp_path: Path) -> None:
+    out = train_job(tiny_config(precision="bf16"), tmp_path / "bf16")
+    assert out.summary is not None and out.summary["test_accuracy"] > 0.6
+    assert (
+        json.loads((tmp_path / "bf16" / "config.json").read_text())["train"]["precision"] == "bf16"
+    )
+
+
+def test_precision_auto_is_fp32_on_cpu_and_compile_wraps(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from dlhpc.engine import loop
+
+    assert loop.resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert loop.resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    seen: list[object] = []
+
+    def fake_compile(net: torch.nn.Module) -> torch.nn.Module:
+        seen.append(net)
+        return net
+
+    monkeypatch.setattr(torch, "compile", fake_compile)  # compiling itself takes minutes here
+    with pytest.raises(ConfigError):
+        TrainConfig(precision="fp8")
+    out = train_job(tiny_config(compile=True, max_steps=2), tmp_path / "compiled")
+    assert out.stopped_by == "max_steps" and len(seen) == 1

@@ -73,6 +73,14 @@ def add_train(sub: Any) -> None:
     g.add_argument("--seed", type=int, default=S, help="(0)")
     g.add_argument("--device", choices=DEVICES, default=S, help="(auto)")
     g.add_argument("--threads", type=int, default=S, help="intra-op threads (all cores)")
+    g.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default=S,
+        help="bf16 autocast (auto: on CUDA devices that have it)",
+    )
+    g.add_argument("--compile", action="store_const", const=True, default=S,
+                   help="torch.compile the model (opt-in: compiling takes a while)")  # fmt: skip
     g.add_argument("--checkpoint-every", type=int, default=S, metavar="STEPS",
                    help="checkpoint every STEPS steps too (always each epoch)")  # fmt: skip
     g.add_argument("--max-steps", type=int, default=S, help="stop resumably after N steps")

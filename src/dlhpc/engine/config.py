@@ -57,6 +57,8 @@ class TrainConfig:
     log_every: int = 50  # steps between train-loss records (the only host syncs in an epoch)
     threads: int | None = None  # intra-op threads per rank (default: the cores we may use)
     quiet: bool = False
+    precision: str = "auto"  # auto (bf16 autocast on a CUDA device that has it) | fp32 | bf16
+    compile: bool = False  # torch.compile the model (opt-in: compiling takes a while)
     init_from: str | None = None  # a pretrained run to start from (matching weights copied)
     freeze: str = "none"  # none | backbone (all but the output layer)
 
@@ -71,6 +73,8 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ConfigError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.freeze not in ("none", "backbone"):
             raise ConfigError(f"--freeze must be none or backbone, got {self.freeze!r}")
         if self.freeze != "none" and self.init_from is None:

@@ -94,6 +94,15 @@ class FitResult:
     stopped_by: str | None  # None: finished; "max_steps" or a signal name: resumable
 
 
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """``auto``: bf16 autocast where the device computes it fast (CUDA with bf16), else fp32."""
+    if requested != "auto":
+        return requested
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -115,6 +124,7 @@ class _Fit:
     dist: Dist
     run_dir: Path
     augment: Augment | None
+    bf16: bool = False  # autocast the forward pass to bfloat16
     started: float = field(default_factory=time.perf_counter)
     prior_wall: float = 0.0
 
@@ -151,8 +161,9 @@ class _Fit:
             lr = self.schedule.lr_at(st.global_step)  # 1. learning rate
             for g in self.optimizer.param_groups:
                 g["lr"] = lr
-            logits = self.net(*xb)  # 2. forward
-            loss_sum = F.cross_entropy(logits, yb, reduction="sum")
+            with torch.autocast(device.type, torch.bfloat16, enabled=self.bf16):
+                logits = self.net(*xb)  # 2. forward
+            loss_sum = F.cross_entropy(logits.float(), yb, reduction="sum")
             # sum ÷ (global batch ÷ world): DDP's average is then the global batch mean
             loss = loss_sum * (dist.env.world_size / global_n)
             self.optimizer.zero_grad(set_to_none=True)
@@ -227,8 +238,12 @@ def fit(
     if resume:
         st = TrainerState(**load_checkpoint(run_dir, model, optimizer))
         schedule.load_state_dict(st.schedule)
-    f = _Fit(model, dist.wrap(model), train, evals, num_classes, cfg, optimizer, schedule, st,
-             dist, run_dir, augment, prior_wall=st.wall_seconds)  # fmt: skip
+    net = dist.wrap(model)
+    if cfg.compile:  # compiled lazily, on the first step
+        net = torch.compile(net)  # type: ignore[assignment]
+    bf16 = resolve_precision(cfg.precision, train.y.device) == "bf16"
+    f = _Fit(model, net, train, evals, num_classes, cfg, optimizer, schedule, st, dist,
+             run_dir, augment, bf16=bf16, prior_wall=st.wall_seconds)  # fmt: skip
     stopped_by: str | None = None
     model.train()
     with (
