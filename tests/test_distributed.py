@@ -23,7 +23,7 @@ from dlhpc.engine.checkpoint import CHECKPOINT
 from dlhpc.engine.distributed import Dist, init_distributed
 from dlhpc.engine.env import ClusterEnv, detect_env, first_host, resolve_threads
 from dlhpc.engine.evaluate import evaluate
-from dlhpc.errors import ConfigError
+from dlhpc.errors import ConfigError, DlhpcError
 
 TRAIN = ["train", "mlp", "--data", "digits", "--hidden", "32", "--augment", "none",
          "--batch-size", "64", "--threads", "1", "--quiet", "--json"]  # fmt: skip
@@ -169,3 +169,25 @@ def test_a_killed_rank_is_restarted_from_the_checkpoint(tmp_path: Path) -> None:
     assert proc.returncode == 0, err[-2000:]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["epochs"] == 6 and summary["world_size"] == 2
+
+
+def _hang_worker(rank: int, world: int, port: int, out: str) -> None:
+    env = ClusterEnv(rank=rank, world_size=world, master_port=port, local_world_size=world)
+    dist = init_distributed(env, torch.device("cpu"), 3)
+    if rank == 0:
+        try:
+            dist.barrier()  # rank 1 never comes
+        except DlhpcError as e:
+            Path(out).write_text(str(e))
+    else:
+        time.sleep(8)
+    dist.close()
+
+
+@pytest.mark.slow
+def test_a_hanging_collective_names_the_missing_rank(tmp_path: Path) -> None:
+    out = tmp_path / "err.txt"
+    mp.spawn(_hang_worker, args=(2, free_port(), str(out)), nprocs=2, join=True)
+    message = out.read_text()
+    assert "timed out" in message and "Ranks 1 failed" in message  # the missing rank, named
+    assert "\n" not in message

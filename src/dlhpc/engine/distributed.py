@@ -20,7 +20,7 @@ import torch.distributed as tdist
 from torch import nn
 
 from dlhpc.engine.env import ClusterEnv
-from dlhpc.errors import ConfigError
+from dlhpc.errors import ConfigError, DlhpcError
 
 DEFAULT_TIMEOUT_S = 300
 
@@ -71,11 +71,15 @@ class Dist:
         """Wait for every rank; on gloo, a timeout names the ranks that did not arrive."""
         if not self.active:
             return
-        if tdist.get_backend() == "gloo":
-            timeout = datetime.timedelta(seconds=self.timeout_s)
-            tdist.monitored_barrier(timeout=timeout, wait_all_ranks=True)
-        else:
+        if tdist.get_backend() != "gloo":
             tdist.barrier()
+            return
+        timeout = datetime.timedelta(seconds=self.timeout_s)
+        try:
+            tdist.monitored_barrier(timeout=timeout, wait_all_ranks=True)
+        except RuntimeError as e:  # gloo names the ranks that did not arrive
+            first = str(e).strip().splitlines()[0]
+            raise DlhpcError(f"rank {self.env.rank}: a collective timed out: {first}") from None
 
     def wrap(self, model: nn.Module) -> nn.Module:
         if not self.active:
