@@ -237,9 +237,14 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def add_predict(sub: Any) -> None:
-    p = sub.add_parser("predict", help="label image files with a trained run")
+    p = sub.add_parser("predict", help="label images or texts with a trained run")
     p.add_argument("run", type=Path, help="run directory")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (PNG, JPEG, …)")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="image files; for a text run: texts, text files (a text a line) or -",
+    )
     p.add_argument("--top-k", type=int, default=1, help="also list the K most likely labels")
     add_output_flags(p)
     p.set_defaults(func=_cmd_predict)
