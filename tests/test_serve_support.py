@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -15,7 +15,7 @@ import numpy as np
 import uvicorn
 from fastapi import FastAPI
 
-from dlhpc.models.spec import ImageInput
+from dlhpc.models.spec import ImageInput, TextInput
 from dlhpc.serve.server import bind
 
 LABELS = tuple(str(v) for v in range(256))
@@ -43,6 +43,9 @@ class EchoPredictor:
     def labels(self) -> tuple[str, ...]:
         return LABELS
 
+    def join(self, items: Sequence[np.ndarray]) -> np.ndarray:
+        return np.concatenate(items)
+
     def predict(self, x_NCHW: np.ndarray) -> np.ndarray:
         with self._lock:
             self.batches.append(len(x_NCHW))
@@ -52,6 +55,30 @@ class EchoPredictor:
         probs = np.zeros((len(x_NCHW), 256), np.float32)
         probs[np.arange(len(x_NCHW)), x_NCHW[:, 0, 0, 0]] = 1.0
         return probs
+
+
+class WordCountPredictor:
+    """A stand-in text model: "short" for texts of under 4 words, "long" otherwise."""
+
+    backend = "eager"
+    labels = ("long", "short")
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    @property
+    def input(self) -> TextInput:
+        return TextInput(vocab_size=10)
+
+    def join(self, items: Sequence[list[str]]) -> list[str]:
+        return [t for item in items for t in item]
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        self.batches.append(texts)
+        short = np.array([len(t.split()) < 4 for t in texts])
+        return np.stack([np.where(short, 0.1, 0.9), np.where(short, 0.9, 0.1)], 1).astype(
+            np.float32
+        )
 
 
 def infer_body(x_BHWC: np.ndarray, **extra: Any) -> dict[str, Any]:

@@ -87,13 +87,20 @@ def evaluate_job(run_dir: Path, data: DataConfig, batch_size: int = 1024) -> dic
     }
 
 
+def _is_file(item: str) -> bool:
+    try:
+        return len(item) < 4096 and "\n" not in item and Path(item).is_file()
+    except OSError:  # e.g. a long text is no valid file name
+        return False
+
+
 def read_text_inputs(inputs: list[str]) -> list[str]:
     """Text lines: ``-`` reads stdin, an existing file gives its lines, anything else is a text."""
     texts: list[str] = []
     for item in inputs:
         if item == "-":
             texts += [line.rstrip("\n") for line in sys.stdin]
-        elif Path(item).is_file():
+        elif _is_file(item):
             try:
                 texts += Path(item).read_text(encoding="utf-8").splitlines()
             except UnicodeDecodeError as e:

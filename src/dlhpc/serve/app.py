@@ -1,4 +1,4 @@
-"""The HTTP app: KServe v2 REST, ``/predict`` for image files, ``/metrics`` for Prometheus.
+"""The HTTP app: KServe v2 REST, ``/predict`` for files and text, a web page, Prometheus metrics.
 
     app = create_app(load_predictor(Path("runs/cnn-…")), ServeConfig(name="digits"))
     # run it with uvicorn: see dlhpc.serve.server.run_server, or `dlhpc serve RUN`
@@ -6,12 +6,16 @@
     GET  /v2/health/live | /v2/health/ready          open even with a token
     GET  /v2 | /v2/models/NAME | /v2/models/NAME/ready
     POST /v2/models/NAME/infer                        JSON, see dlhpc.serve.protocol
-    POST /predict                                     multipart file upload, or raw image bytes
+    POST /predict                                     image models: a multipart file upload, or
+                                                      raw image bytes; text models: text/plain
+                                                      (one text per line) or JSON {"text": …} /
+                                                      {"texts": […]}
+    GET  /                                            the web page (open even with a token)
     GET  /metrics                                     Prometheus text format
 
 Every error is JSON ``{"error": "…"}`` with its status code: 400 bad input, 401 no or wrong
-token, 404 unknown model, 408 slow body, 413 body too large, 503 queue full or shutting down
-(with Retry-After), 504 no answer in time.
+token, 404 unknown model, 408 slow body, 413 body or texts too large, 503 queue full or shutting
+down (with Retry-After), 504 no answer in time.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Request, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -33,12 +38,15 @@ from starlette.requests import ClientDisconnect
 from dlhpc import __version__
 from dlhpc.serve.batcher import Batcher, Draining, Overloaded, TimedOut
 from dlhpc.serve.config import ServeConfig
+from dlhpc.serve.inputs import input_codec
 from dlhpc.serve.metrics import ServeMetrics
 from dlhpc.serve.middleware import BearerAuth, Observe
+from dlhpc.serve.page import HEADERS as PAGE_HEADERS
+from dlhpc.serve.page import render_page
 from dlhpc.serve.predictor import Predictor
 from dlhpc.serve.protocol import (
     BadRequest,
-    decode_image,
+    InputCodec,
     infer_response,
     model_metadata,
     parse_infer_request,
@@ -68,6 +76,7 @@ class ServeState:
     """What the routes share; ``app.state.serve``. ``draining`` turns readiness off."""
 
     predictor: Predictor
+    codec: InputCodec
     cfg: ServeConfig
     metrics: ServeMetrics
     batcher: Batcher
@@ -84,9 +93,9 @@ class ServeState:
         if name != self.cfg.name:
             raise Problem(404, f"unknown model {name!r}; this server has {self.cfg.name!r}")
 
-    async def predict(self, x_NCHW: Any) -> Any:
+    async def predict(self, item: Any) -> Any:
         try:
-            return await self.batcher.predict(x_NCHW, self.cfg.request_timeout_s)
+            return await self.batcher.predict(item, self.cfg.request_timeout_s)
         except Overloaded as e:
             raise Problem(503, str(e), {"Retry-After": str(e.retry_after_s)}) from None
         except Draining as e:
@@ -142,11 +151,31 @@ async def uploaded_file(request: Request, body: bytes, limit: int) -> bytes:
                     return await value.read()
     except HTTPException as e:  # Starlette's multipart errors
         raise Problem(400, f"bad multipart form: {e.detail}") from None
-    raise Problem(400, "the form has no file: upload the image as a file field")
+    raise Problem(400, "the form has no file: upload it as a file field")
 
 
-def add_routes(app: FastAPI, s: ServeState) -> None:
-    meta = model_metadata(s.cfg.name, s.predictor, s.cfg.max_batch_size)
+def predict_answer(name: str, labels: tuple[str, ...], probs_NK: np.ndarray) -> dict[str, Any]:
+    """``/predict``'s answer: the first sample's label and probabilities, and every sample's."""
+    predictions = []
+    for row in probs_NK.tolist():
+        best = max(range(len(row)), key=row.__getitem__)
+        predictions.append({
+            "label": labels[best],
+            "probability": row[best],
+            "probabilities": dict(zip(labels, row, strict=True)),
+        })  # fmt: skip
+    return {"model_name": name, **predictions[0], "predictions": predictions}
+
+
+def add_info_routes(app: FastAPI, s: ServeState) -> None:
+    """The page, health, metadata and metrics: everything but inference."""
+    p = s.predictor
+    meta = model_metadata(s.cfg.name, p.backend, p.labels, s.codec, s.cfg.max_batch_size)
+    page = render_page(s.cfg.name, s.codec.kind, s.codec.tensor_metadata())
+
+    @app.get("/")
+    async def index() -> Response:
+        return Response(page, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 
     @app.get("/v2")
     async def server_metadata() -> Response:
@@ -172,35 +201,34 @@ def add_routes(app: FastAPI, s: ServeState) -> None:
         s.check_model(model)
         return json_response({"name": model, "ready": s.ready}, 200 if s.ready else 503)
 
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(s.metrics.render(), media_type=s.metrics.content_type)
+
+
+def add_inference_routes(app: FastAPI, s: ServeState) -> None:
+    labels = s.predictor.labels
+
     @app.post("/v2/models/{model}/infer")
     async def infer(model: str, request: Request) -> Response:
         s.check_model(model)
         body = await read_body(request, s.cfg.max_body_bytes, s.cfg.body_timeout_s)
-        req = parse_infer_request(body, s.predictor.input.shape)
-        probs = await s.predict(req.x_NCHW)
-        return json_response(infer_response(model, req, probs, s.predictor.labels))
+        req = parse_infer_request(body, s.codec)
+        probs = await s.predict(req.item)
+        return json_response(infer_response(model, req, probs, labels))
 
     @app.post("/predict")
     async def predict(request: Request) -> Response:
         start = time.perf_counter()
         body = await read_body(request, s.cfg.max_body_bytes, s.cfg.body_timeout_s)
-        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("multipart/form-data"):
             body = await uploaded_file(request, body, s.cfg.max_body_bytes)
-        x = decode_image(body, s.predictor.input.shape, s.cfg.max_image_pixels)
-        probs = (await s.predict(x))[0].tolist()
-        labels = s.predictor.labels
-        best = max(range(len(probs)), key=probs.__getitem__)
-        return json_response({
-            "model_name": s.cfg.name,
-            "label": labels[best],
-            "probability": probs[best],
-            "probabilities": dict(zip(labels, probs, strict=True)),
-            "latency_ms": (time.perf_counter() - start) * 1000.0,
-        })  # fmt: skip
-
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        return Response(s.metrics.render(), media_type=s.metrics.content_type)
+            content_type = "application/octet-stream"  # a file: its bytes, as they are
+        probs = await s.predict(s.codec.from_upload(body, content_type))
+        answer = predict_answer(s.cfg.name, labels, probs)
+        answer["latency_ms"] = (time.perf_counter() - start) * 1000.0
+        return json_response(answer)
 
 
 def add_error_handlers(app: FastAPI) -> None:
@@ -209,7 +237,8 @@ def add_error_handlers(app: FastAPI) -> None:
         return json_response({"error": str(e)}, e.status, e.headers)
 
     async def bad_request(_: Request, e: Exception) -> Response:
-        return json_response({"error": str(e)}, 400)
+        assert isinstance(e, BadRequest)
+        return json_response({"error": str(e)}, e.status)
 
     async def http_error(_: Request, e: Exception) -> Response:
         assert isinstance(e, HTTPException)
@@ -236,7 +265,7 @@ def create_app(predictor: Predictor, cfg: ServeConfig) -> FastAPI:
         workers=cfg.workers,
         observer=metrics,
     )
-    state = ServeState(predictor, cfg, metrics, batcher)
+    state = ServeState(predictor, input_codec(predictor.input, cfg), cfg, metrics, batcher)
     metrics.ready.set_function(lambda: float(state.ready))
 
     @asynccontextmanager
@@ -250,7 +279,8 @@ def create_app(predictor: Predictor, cfg: ServeConfig) -> FastAPI:
         docs_url=None, redoc_url=None, openapi_url=None,
     )  # fmt: skip
     app.state.serve = state
-    add_routes(app, state)
+    add_info_routes(app, state)
+    add_inference_routes(app, state)
     add_error_handlers(app)
     app.add_middleware(BearerAuth, token=cfg.token)
     app.add_middleware(Observe, metrics=metrics)  # outermost: counts 401s too

@@ -1,10 +1,12 @@
 """Dynamic batching: requests queue up, a worker takes as many as fit in one forward pass.
 
     batcher = Batcher(predictor, max_batch_size=32, max_queue_delay_s=0.0, max_queue=256)
-    probs_NK = await batcher.predict(x_NCHW, timeout=10.0)   # inside a running event loop
+    probs_NK = await batcher.predict(item, timeout=10.0)     # inside a running event loop
     await batcher.close(timeout=30.0)                        # drain: finish what is queued
 
-Each worker owns one thread, so a forward pass never blocks the event loop, and takes whole
+An item is one request's samples, as the predictor takes them (uint8 pixels (N, C, H, W), or a
+list of N texts); ``predictor.join`` makes one batch of several. Each worker owns one thread, so
+a forward pass (and a text batch's tokenization) never blocks the event loop, and takes whole
 requests only: a request is never split, and each gets back exactly its own rows. With
 ``max_queue_delay_s == 0`` a worker batches what is already queued and never waits on an idle
 server; a busy worker lets the queue grow, and that queue becomes the next batch.
@@ -17,7 +19,7 @@ import contextlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -46,13 +48,13 @@ class BatchObserver(Protocol):
 
 @dataclass(eq=False)
 class _Job:
-    x_NCHW: np.ndarray
+    item: Any  # len(item) samples
     future: asyncio.Future[np.ndarray]
     enqueued: float
 
     @property
     def n(self) -> int:
-        return int(self.x_NCHW.shape[0])
+        return len(self.item)
 
 
 class Batcher:
@@ -88,13 +90,13 @@ class Batcher:
         if not self._tasks:
             self._tasks = [asyncio.create_task(self._work(pool)) for pool in self._pools]
 
-    async def predict(self, x_NCHW: np.ndarray, timeout: float) -> np.ndarray:
-        """Probabilities (N, classes) for ``x_NCHW``; raises Overloaded, Draining or TimedOut."""
+    async def predict(self, item: Any, timeout: float) -> np.ndarray:
+        """Probabilities (N, classes) for ``item``; raises Overloaded, Draining or TimedOut."""
         if self.closing:
             raise Draining("the server is shutting down")
         self._start()
         loop = asyncio.get_running_loop()
-        job = _Job(x_NCHW, loop.create_future(), loop.time())
+        job = _Job(item, loop.create_future(), loop.time())
         try:
             self._queue.put_nowait(job)
         except asyncio.QueueFull:
@@ -147,9 +149,10 @@ class Batcher:
     async def _run_batch(self, jobs: list[_Job], pool: ThreadPoolExecutor) -> None:
         loop = asyncio.get_running_loop()
         start = loop.time()
-        x = jobs[0].x_NCHW if len(jobs) == 1 else np.concatenate([j.x_NCHW for j in jobs])
+        n = sum(j.n for j in jobs)
         try:
-            probs = await loop.run_in_executor(pool, self.predictor.predict, x)
+            batch = self.predictor.join([j.item for j in jobs])
+            probs = await loop.run_in_executor(pool, self.predictor.predict, batch)
         except Exception as e:  # the model failed: every request of the batch gets the error
             for j in jobs:
                 if not j.future.done():
@@ -162,7 +165,7 @@ class Batcher:
                 j.future.set_result(probs[offset : offset + j.n])
             offset += j.n
         if self.observer is not None:
-            self.observer.on_batch(len(x), [start - j.enqueued for j in jobs], compute_s)
+            self.observer.on_batch(n, [start - j.enqueued for j in jobs], compute_s)
 
     async def close(self, timeout: float) -> None:
         """Take no new work, let queued and running requests finish (up to ``timeout``), stop."""

@@ -35,6 +35,8 @@ class ServeConfig:
     body_timeout_s: float = 10.0  # a client that sends its body slower than this → 408
     max_body_bytes: int = 4 * 1024 * 1024  # → 413
     max_image_pixels: int = 4096 * 4096  # uploaded files to /predict; larger → 400
+    max_texts: int = 1024  # text models: strings per request; more → 400
+    max_text_bytes: int = 1024 * 1024  # text models: UTF-8 bytes of a request's texts → 413
     max_connections: int = 256  # open connections + tasks; beyond it uvicorn answers 503
     drain_timeout_s: float = 30.0  # SIGTERM: how long in-flight requests may take to finish
 
@@ -55,6 +57,8 @@ class ServeConfig:
             "body timeout": self.body_timeout_s,
             "max body bytes": self.max_body_bytes,
             "max image pixels": self.max_image_pixels,
+            "max texts": self.max_texts,
+            "max text bytes": self.max_text_bytes,
             "max connections": self.max_connections,
             "drain timeout": self.drain_timeout_s,
         }

@@ -10,8 +10,9 @@ Scenarios (one sample per request):
   At most ``concurrency`` requests are outstanding; the rest wait, and their wait is counted.
 - ``offline``: ``concurrency`` requests always outstanding; the highest throughput.
 
-Inputs are random uint8 images of the shape the model's metadata names, or ``x_test`` of an
-``.npz`` file. Reports p50/p90/p99 latency, throughput and errors by status code.
+Inputs follow the model's metadata: for image models (UINT8) random images of its shape, or
+``x_test`` of an ``.npz`` file; for text models (BYTES) random texts of common words, or the
+lines of a ``.txt`` file. Reports p50/p90/p99 latency, throughput and errors by status code.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class LoadConfig:
     qps: float = 100.0  # server: mean arrival rate
     duration_s: float = 10.0  # how long requests are issued
     concurrency: int = 16  # offline: requests kept outstanding; server: at most outstanding
-    data: str = "random"  # random | a .npz with x_test
+    data: str = "random"  # random | a .npz with x_test (images) | a .txt, one text a line
     token: str | None = None
     timeout_s: float = 30.0  # per request
     samples: int = 64  # distinct request bodies, cycled
@@ -91,8 +92,8 @@ def model_url(client: httpx.Client, url: str) -> str:
     return f"{url}/v2/models/{models[0]}"
 
 
-def input_shape(client: httpx.Client, url: str) -> tuple[str, list[int]]:
-    """The input tensor's name and shape (first dim -1) from the model metadata."""
+def input_tensor(client: httpx.Client, url: str) -> tuple[str, str, list[int]]:
+    """The input tensor's name, datatype and shape (first dim -1) from the model metadata."""
     try:
         r = client.get(url)
     except httpx.HTTPError as e:
@@ -104,9 +105,11 @@ def input_shape(client: httpx.Client, url: str) -> tuple[str, list[int]]:
         name, dtype, shape = inp["name"], inp["datatype"], [int(d) for d in inp["shape"]]
     except (ValueError, KeyError, TypeError):
         raise ConfigError(f"{url}: not KServe v2 model metadata") from None
-    if dtype != "UINT8" or len(shape) not in (3, 4):
-        raise ConfigError(f"{url}: loadgen sends images; the model takes {dtype} {shape}")
-    return str(name), shape
+    if (dtype, len(shape)) not in (("UINT8", 3), ("UINT8", 4), ("BYTES", 1)):
+        raise ConfigError(
+            f"{url}: loadgen sends images (UINT8) or texts (BYTES); the model takes {dtype} {shape}"
+        )
+    return str(name), str(dtype), shape
 
 
 def load_samples(data: str, shape: list[int], n: int, seed: int) -> np.ndarray:
@@ -131,14 +134,49 @@ def load_samples(data: str, shape: list[int], n: int, seed: int) -> np.ndarray:
     return x.astype(np.uint8)
 
 
-def request_bodies(name: str, x: np.ndarray) -> list[bytes]:
+WORDS = (  # random texts: common English words
+    "the", "of", "and", "to", "in", "is", "it", "that", "with", "for", "on", "as", "was", "by",
+    "at", "from", "this", "have", "not", "are", "but", "be", "one", "model", "data", "time",
+    "year", "people", "way", "day", "man", "thing", "world", "life", "hand", "part", "child",
+    "eye", "place", "work", "week", "case", "point", "number", "group", "problem", "fact", "good",
+    "new", "first", "last", "long", "great", "little", "own", "other"
+)  # fmt: skip
+
+
+def load_texts(data: str, n: int, seed: int) -> list[str]:
+    """``n`` texts: random runs of common words, or the first non-blank lines of a .txt file."""
+    if data == "random":
+        rng = np.random.default_rng(seed)
+        return [" ".join(rng.choice(WORDS, int(rng.integers(3, 40)))) for _ in range(n)]
+    path = Path(data)
+    if path.suffix != ".txt" or not path.is_file():
+        raise ConfigError(f"{data}: expected 'random' or a .txt file, one text per line")
+    try:
+        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{data}: cannot read it as UTF-8 text ({e})") from None
+    if not lines:
+        raise ConfigError(f"{data}: has no text lines")
+    return lines[:n]
+
+
+def image_tensors(name: str, shape: list[int], cfg: LoadConfig) -> list[dict[str, Any]]:
+    x = load_samples(cfg.data, shape, cfg.samples, cfg.seed)
+    return [{"name": name, "datatype": "UINT8", "shape": [1, *sample.shape],
+             "data": sample.ravel().tolist()} for sample in x]  # fmt: skip
+
+
+def text_tensors(name: str, shape: list[int], cfg: LoadConfig) -> list[dict[str, Any]]:
+    texts = load_texts(cfg.data, cfg.samples, cfg.seed)
+    return [{"name": name, "datatype": "BYTES", "shape": [1], "data": [t]} for t in texts]
+
+
+TENSORS = {"UINT8": image_tensors, "BYTES": text_tensors}
+
+
+def request_bodies(tensors: list[dict[str, Any]]) -> list[bytes]:
     """One JSON body per sample, made once: the client's time goes to sending, not encoding."""
-    bodies = []
-    for sample in x:
-        tensor = {"name": name, "datatype": "UINT8", "shape": [1, *sample.shape]}
-        tensor["data"] = sample.ravel().tolist()
-        bodies.append(json.dumps({"inputs": [tensor]}).encode())
-    return bodies
+    return [json.dumps({"inputs": [t]}).encode() for t in tensors]
 
 
 async def _send(client: Http1Pool, path: str, body: bytes) -> str:
@@ -276,8 +314,8 @@ def run_loadgen(cfg: LoadConfig, png: Path | None = None) -> dict[str, Any]:
     headers = {"authorization": f"Bearer {cfg.token}"} if cfg.token else {}
     with httpx.Client(timeout=cfg.timeout_s, headers=headers) as client:
         url = model_url(client, cfg.url)
-        name, shape = input_shape(client, url)
-    bodies = request_bodies(name, load_samples(cfg.data, shape, cfg.samples, cfg.seed))
+        name, dtype, shape = input_tensor(client, url)
+    bodies = request_bodies(TENSORS[dtype](name, shape, cfg))
     rec, wall_s = asyncio.run(drive(cfg, url, bodies))
     report = summarize(cfg, url, rec, wall_s)
     if png is not None:

@@ -1,6 +1,6 @@
 """Two plain ASGI middlewares: a bearer token check, and per-request metrics.
 
-app.add_middleware(BearerAuth, token="s3cret")   # all but /v2/health/* need the token
+app.add_middleware(BearerAuth, token="s3cret")   # all but /v2/health/* and / need the token
 app.add_middleware(Observe, metrics=metrics)      # status codes, latency, in-flight
 """
 
@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dlhpc.serve.metrics import ServeMetrics
 
 OPEN_PREFIX = "/v2/health/"
+OPEN_PATHS = frozenset({"/"})  # the web page: it asks for the token and sends it itself
 
 # Metric label per route, so unknown paths (scanners, fuzzers) cannot grow the label set.
 _ROUTES = (
@@ -28,6 +29,8 @@ _METHODS = frozenset({"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"
 
 
 def route_label(path: str) -> str:
+    if path in OPEN_PATHS:
+        return path
     if path.startswith("/v2/models/"):
         tail = path.rsplit("/", 1)[-1]
         return f"/v2/models/{{name}}/{tail}" if tail in ("infer", "ready") else "/v2/models/{name}"
@@ -49,7 +52,7 @@ async def _send_json(send: Send, status: int, obj: Any, headers: list[tuple[byte
 
 
 class BearerAuth:
-    """``Authorization: Bearer TOKEN`` on every path but health; constant-time comparison."""
+    """``Authorization: Bearer TOKEN`` on every path but health and the page; constant time."""
 
     def __init__(self, app: ASGIApp, token: str | None) -> None:
         self.app = app
@@ -60,6 +63,7 @@ class BearerAuth:
             self.token is None
             or scope["type"] != "http"
             or str(scope["path"]).startswith(OPEN_PREFIX)
+            or scope["path"] in OPEN_PATHS
         ):
             await self.app(scope, receive, send)
             return

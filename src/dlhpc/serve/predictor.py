@@ -1,16 +1,27 @@
-"""Predictors: a batch of raw pixels in, class probabilities out. The seam between backends.
+"""Predictors: a batch of raw inputs in, class probabilities out. The seam between backends.
 
     p = load_predictor(Path("runs/cnn-…"), backend="eager", threads=2)
     probs = p.predict(np.zeros((4, 1, 28, 28), np.uint8))   # (4, 10) float32, rows sum to 1
+    p = load_predictor(Path("runs/bag-…"))                   # a text model
+    probs = p.predict(p.join([["a text"], ["two", "more"]]))  # (3, classes)
 
-Shapes: x_NCHW uint8 raw pixels 0–255 at the model's input size; probabilities (N, classes).
+A predictor pairs an *encoder* (one per input kind: how request items join into one batch and
+how a batch becomes the model's arguments) with a *backend* (eager PyTorch or ONNX Runtime,
+which runs those arguments). The batcher only joins items and calls ``predict`` in a worker
+thread, so text is tokenized there, a whole batch at once (``encode_batch_fast``: Rust, parallel).
+
+Items and batches, by input kind (``len(item)`` is its sample count):
+
+    image   uint8 ndarray (N, C, H, W), raw pixels 0–255 at the model's input size
+    text    list[str] of N texts; the model sees CSR ids_T int64 (T,), offsets_B1 int64 (N+1,)
+
 The models standardize pixels themselves (``InputNorm``, or inside the ONNX graph), so no
 preprocessing happens here. Models load only from our own safetensors / ONNX files, never pickle.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,9 +30,11 @@ import torch
 
 from dlhpc.errors import ConfigError
 from dlhpc.models.artifact import load_model, read_spec
-from dlhpc.models.spec import ImageInput, ModelSpec
+from dlhpc.models.spec import ImageInput, ModelSpec, TextInput
 
 ONNX_FILE = Path("optimized") / "onnx" / "model.onnx"
+
+ModelInput = ImageInput | TextInput
 
 
 class Predictor(Protocol):
@@ -31,22 +44,104 @@ class Predictor(Protocol):
     def backend(self) -> str: ...
 
     @property
-    def input(self) -> ImageInput: ...
+    def input(self) -> ModelInput: ...
 
     @property
     def labels(self) -> tuple[str, ...]: ...
 
-    def predict(self, x_NCHW: np.ndarray) -> np.ndarray:
-        """uint8 (N, C, H, W) → float32 probabilities (N, classes)."""
+    def join(self, items: Sequence[Any]) -> Any:
+        """Several requests' items → one batch (their samples, in order)."""
+        ...
+
+    def predict(self, batch: Any) -> np.ndarray:
+        """A batch (see the module docstring) → float32 probabilities (N, classes)."""
         ...
 
 
-def image_input(spec: ModelSpec, where: Path | str) -> ImageInput:
-    """The spec's image input; text models come to the server later, through this seam."""
-    if not isinstance(spec.input, ImageInput):
-        kind = getattr(spec.input, "kind", type(spec.input).__name__)
-        raise ConfigError(f"{where}: serving {kind} models is not supported yet (images only)")
-    return spec.input
+class Encoder(Protocol):
+    """One input kind: joining items, and a batch → the model's arguments (in the worker)."""
+
+    ranks: tuple[int, ...]  # of the model's arguments, for checking an ONNX graph
+
+    def join(self, items: Sequence[Any]) -> Any: ...
+
+    def encode(self, batch: Any) -> tuple[np.ndarray, ...]: ...
+
+    def blank(self) -> Any:
+        """A one-sample batch for the warm-up pass."""
+        ...
+
+
+class ImageEncoder:
+    """uint8 (N, C, H, W) pixels: joined by concatenation, passed through as they are."""
+
+    ranks: tuple[int, ...] = (4,)
+
+    def __init__(self, inp: ImageInput) -> None:
+        self.input = inp
+
+    def join(self, items: Sequence[np.ndarray]) -> np.ndarray:
+        return items[0] if len(items) == 1 else np.concatenate(items)
+
+    def encode(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        x = np.ascontiguousarray(batch)
+        return (x if x.flags.writeable else x.copy(),)  # torch wants writable memory
+
+    def blank(self) -> np.ndarray:
+        return np.zeros((1, *self.input.shape), np.uint8)
+
+
+class TextEncoder:
+    """Texts, tokenized with the run's own ``tokenizer.json``, the whole batch in one call."""
+
+    ranks: tuple[int, ...] = (1, 1)
+
+    def __init__(self, inp: TextInput, tokenizer: Any) -> None:
+        self.input = inp
+        self.tokenizer = tokenizer  # tokenizers.Tokenizer: encoding is thread-safe
+
+    @classmethod
+    def from_run(cls, run_dir: Path, inp: TextInput) -> TextEncoder:
+        from tokenizers import Tokenizer
+
+        path = run_dir / inp.tokenizer
+        if not path.is_file():
+            raise ConfigError(f"{run_dir}: the text model's {inp.tokenizer} is missing")
+        try:
+            return cls(inp, Tokenizer.from_file(str(path)))
+        except Exception as e:  # tokenizers raises a bare Exception on a malformed file
+            first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+            raise ConfigError(f"{path}: unreadable tokenizer ({first})") from None
+
+    def join(self, items: Sequence[list[str]]) -> list[str]:
+        return items[0] if len(items) == 1 else [t for item in items for t in item]
+
+    def encode(self, batch: list[str]) -> tuple[np.ndarray, ...]:
+        """N texts → (ids_T int64, offsets_B1 int64), as ``dlhpc.data.tokenizer.encode_texts``."""
+        enc = self.tokenizer.encode_batch_fast(batch, add_special_tokens=False)
+        offsets_B1 = np.zeros(len(enc) + 1, dtype=np.int64)
+        np.cumsum([len(e.ids) for e in enc], out=offsets_B1[1:])
+        ids_T = np.fromiter(
+            (i for e in enc for i in e.ids), dtype=np.int64, count=int(offsets_B1[-1])
+        )
+        return ids_T, offsets_B1
+
+    def blank(self) -> list[str]:
+        return ["warm up"]
+
+
+ENCODERS: dict[type, Callable[[Path, Any], Encoder]] = {
+    ImageInput: lambda _, inp: ImageEncoder(inp),
+    TextInput: TextEncoder.from_run,
+}
+
+
+def build_encoder(run_dir: Path, spec: ModelSpec) -> Encoder:
+    """The encoder for the run's input kind; new kinds register in ``ENCODERS``."""
+    make = ENCODERS.get(type(spec.input))
+    if make is None:
+        raise ConfigError(f"{run_dir}: serving {spec.input.kind} models is not supported")
+    return make(run_dir, spec.input)
 
 
 def _softmax(logits_NK: np.ndarray) -> np.ndarray:
@@ -60,58 +155,76 @@ class EagerPredictor:
 
     backend = "eager"
 
-    def __init__(self, model: torch.nn.Module, spec: ModelSpec) -> None:
+    def __init__(self, model: torch.nn.Module, spec: ModelSpec, encoder: Encoder) -> None:
         self.model = model.eval()
         self.spec = spec
-        self._input = image_input(spec, spec.config.name)
+        self.encoder = encoder
 
     @classmethod
     def from_run(cls, run_dir: Path, threads: int | None = None) -> EagerPredictor:
         if threads is not None:
             torch.set_num_threads(threads)  # process-wide: all instances share the pool
         model, spec = load_model(run_dir, "cpu")
-        return cls(model, spec)
+        return cls(model, spec, build_encoder(run_dir, spec))
 
     @property
-    def input(self) -> ImageInput:
-        return self._input
+    def input(self) -> ModelInput:
+        return self.spec.input
 
     @property
     def labels(self) -> tuple[str, ...]:
         return self.spec.labels
 
-    def predict(self, x_NCHW: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x_NCHW)
-        if not x.flags.writeable:  # torch wants to own writable memory
-            x = x.copy()
+    def join(self, items: Sequence[Any]) -> Any:
+        return self.encoder.join(items)
+
+    def predict(self, batch: Any) -> np.ndarray:
+        args = [torch.from_numpy(a) for a in self.encoder.encode(batch)]
         with torch.inference_mode():
-            logits = self.model(torch.from_numpy(x))
+            logits = self.model(*args)
             probs = torch.softmax(logits.float(), dim=1)
         return probs.numpy()
+
+
+# ONNX tensor types → the dtype each argument is cast to before a run.
+_ORT_TYPES = {
+    "tensor(uint8)": np.uint8,
+    "tensor(float)": np.float32,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+}
 
 
 class OnnxPredictor:
     """``RUN/optimized/onnx/model.onnx`` on ONNX Runtime (CPU); labels from ``RUN/model.json``.
 
-    The graph takes raw pixels (N, C, H, W), uint8 or float, and returns logits — or
-    probabilities when its first output is named ``probabilities``.
+    The graph's inputs take the encoder's arguments in order — image graphs ``pixels``
+    (N, C, H, W), uint8 or float; text graphs ``ids`` (T,) and ``offsets`` (N+1,), int64 (see
+    ``dlhpc.optimize.onnx_export``) — and its first output is logits, or probabilities when
+    named ``probabilities``.
     """
 
     backend = "onnx"
 
-    def __init__(self, session: Any, spec: ModelSpec) -> None:
+    def __init__(self, session: Any, spec: ModelSpec, encoder: Encoder) -> None:
         self.session = session
         self.spec = spec
-        self._input = image_input(spec, spec.config.name)
-        inp = session.get_inputs()[0]
-        self._input_name: str = inp.name
-        self._dtype = np.uint8 if inp.type == "tensor(uint8)" else np.float32
+        self.encoder = encoder
+        inputs = session.get_inputs()
+        if len(inputs) != len(encoder.ranks):
+            raise ConfigError(
+                f"the ONNX model takes {len(inputs)} inputs; a {spec.input.kind} model "
+                f"takes {len(encoder.ranks)}"
+            )
+        for inp, rank in zip(inputs, encoder.ranks, strict=True):
+            if inp.shape is not None and len(inp.shape) != rank:
+                raise ConfigError(
+                    f"ONNX input {inp.name!r} has rank {len(inp.shape)}; expected {rank}"
+                )
+        self._feeds = [(i.name, _ORT_TYPES.get(i.type, np.float32)) for i in inputs]
         out = session.get_outputs()[0]
         self._output_name: str = out.name
         self._is_probs = out.name == "probabilities"
-        rank = len(inp.shape) if inp.shape is not None else 4
-        if rank != 4:
-            raise ConfigError(f"ONNX model takes a rank-{rank} input; expected (N, C, H, W)")
 
     @classmethod
     def from_run(cls, run_dir: Path, threads: int | None = None) -> OnnxPredictor:
@@ -122,8 +235,9 @@ class OnnxPredictor:
                 f"{run_dir}: no ONNX model at {ONNX_FILE}; "
                 f"export it first with dlhpc optimize {run_dir} --export onnx"
             )
+        encoder = build_encoder(run_dir, spec)
         try:
-            import onnxruntime as ort  # type: ignore[import-untyped]
+            import onnxruntime as ort  # type: ignore[import-untyped,unused-ignore]
         except ImportError:
             raise ConfigError(
                 "the onnx backend needs onnxruntime: pip install onnxruntime"
@@ -137,34 +251,40 @@ class OnnxPredictor:
         except Exception as e:  # onnxruntime raises its own untyped errors on bad files
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise ConfigError(f"{path}: not a loadable ONNX model ({first})") from None
-        return cls(session, spec)
+        return cls(session, spec, encoder)
 
     @property
-    def input(self) -> ImageInput:
-        return self._input
+    def input(self) -> ModelInput:
+        return self.spec.input
 
     @property
     def labels(self) -> tuple[str, ...]:
         return self.spec.labels
 
-    def predict(self, x_NCHW: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x_NCHW, dtype=self._dtype)
-        (out,) = self.session.run([self._output_name], {self._input_name: x})
+    def join(self, items: Sequence[Any]) -> Any:
+        return self.encoder.join(items)
+
+    def predict(self, batch: Any) -> np.ndarray:
+        args = self.encoder.encode(batch)
+        feeds = {
+            name: np.ascontiguousarray(a, dtype=dtype)
+            for (name, dtype), a in zip(self._feeds, args, strict=True)
+        }
+        (out,) = self.session.run([self._output_name], feeds)
         out = np.asarray(out, dtype=np.float32)
         return out if self._is_probs else _softmax(out)
 
 
 def load_predictor(run_dir: Path, backend: str = "eager", threads: int | None = None) -> Predictor:
     """The run's model on ``backend``, warmed up with one forward pass."""
-    loaders: dict[str, Callable[[Path, int | None], Predictor]] = {
+    loaders: dict[str, Callable[[Path, int | None], EagerPredictor | OnnxPredictor]] = {
         "eager": EagerPredictor.from_run,
         "onnx": OnnxPredictor.from_run,
     }
     if backend not in loaders:
         raise ConfigError(f"unknown backend {backend!r}; choose from {sorted(loaders)}")
-    predictor: Predictor = loaders[backend](run_dir, threads)
-    c, h, w = predictor.input.shape
-    probs = predictor.predict(np.zeros((1, c, h, w), np.uint8))  # first call builds kernels
+    predictor = loaders[backend](run_dir, threads)
+    probs = predictor.predict(predictor.encoder.blank())  # first call builds kernels
     if probs.shape != (1, len(predictor.labels)):
         raise ConfigError(
             f"{run_dir}: the {backend} model returns {probs.shape[1:]} scores "

@@ -1,10 +1,13 @@
 """The KServe v2 / Open Inference Protocol, REST flavour: request checks and response bodies.
 
-Pure functions, no web framework: bytes in, arrays and dicts out, ``BadRequest`` (→ 400) on any
-malformed input. Shape, datatype and element count are checked before any array is made.
+Pure functions, no web framework: bytes in, batch items and dicts out, ``BadRequest`` (→ 400,
+or 413 for ``TooLarge``) on any malformed input. The envelope is checked here; the one input
+tensor by the model's ``InputCodec`` (``dlhpc.serve.inputs``), which checks shape, datatype and
+element count before any array is made.
 
     POST /v2/models/NAME/infer
     {"inputs": [{"name": "input", "datatype": "UINT8", "shape": [2, 28, 28], "data": [...]}]}
+    {"inputs": [{"name": "input", "datatype": "BYTES", "shape": [2], "data": ["a", "b"]}]}
     → {"model_name": "NAME", "outputs": [
          {"name": "probabilities", "datatype": "FP32", "shape": [2, 10], "data": [...]},
          {"name": "label", "datatype": "BYTES", "shape": [2], "data": ["7", "2"]}]}
@@ -12,15 +15,11 @@ malformed input. Shape, datatype and element count are checked before any array 
 
 from __future__ import annotations
 
-import io
 import json
-import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
-
-from dlhpc.serve.predictor import Predictor
 
 INPUT_NAME = "input"
 OUTPUTS = ("probabilities", "label")
@@ -30,79 +29,75 @@ PLATFORMS = {"eager": "pytorch", "onnx": "onnxruntime_onnx"}
 class BadRequest(Exception):
     """A request the server will not run (→ 400 with this message)."""
 
+    status = 400
+
+
+class TooLarge(BadRequest):
+    """A request over a size limit (→ 413 with this message)."""
+
+    status = 413
+
+
+class InputCodec(Protocol):
+    """One input kind on the wire: its metadata, and request data → a batch item."""
+
+    kind: str
+
+    def tensor_metadata(self) -> dict[str, Any]:
+        """The model metadata's input tensor: name, datatype, shape."""
+        ...
+
+    def parameters(self) -> dict[str, Any]: ...
+
+    def from_tensor(self, tensor: dict[str, Any]) -> Any:
+        """A v2 input tensor (a dict with a string name) → an item, or BadRequest."""
+        ...
+
+    def from_upload(self, body: bytes, content_type: str) -> Any:
+        """A ``/predict`` body → an item, or BadRequest."""
+        ...
+
 
 @dataclass(frozen=True)
 class InferRequest:
     id: str | None
-    x_NCHW: np.ndarray  # uint8
+    item: Any  # what the codec made: pixels (N, C, H, W) or N texts
     outputs: tuple[str, ...]
 
 
-def model_metadata(name: str, predictor: Predictor, max_batch_size: int) -> dict[str, Any]:
-    c, h, w = predictor.input.shape
+def model_metadata(
+    name: str, backend: str, labels: tuple[str, ...], codec: InputCodec, max_batch_size: int
+) -> dict[str, Any]:
     return {
         "name": name,
         "versions": ["1"],
-        "platform": PLATFORMS.get(predictor.backend, predictor.backend),
-        "inputs": [{"name": INPUT_NAME, "datatype": "UINT8", "shape": [-1, h, w, c]}],
+        "platform": PLATFORMS.get(backend, backend),
+        "inputs": [codec.tensor_metadata()],
         "outputs": [
-            {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(predictor.labels)]},
+            {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(labels)]},
             {"name": "label", "datatype": "BYTES", "shape": [-1]},
         ],
-        "labels": list(predictor.labels),
-        "parameters": {"max_batch_size": max_batch_size, "input_layout": "NHWC, raw pixels"},
+        "labels": list(labels),
+        "parameters": {"max_batch_size": max_batch_size, **codec.parameters()},
     }
 
 
-def _load_json(body: bytes) -> Any:
+def load_json(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except (ValueError, RecursionError) as e:  # JSONDecodeError, bad UTF-8, absurd nesting
+    except UnicodeDecodeError as e:
+        raise BadRequest(f"the body is not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, absurd nesting
         raise BadRequest(f"malformed JSON: {str(e)[:200]}") from None
 
 
-def _flatten(data: list[Any], depth: int = 0) -> list[Any]:
+def flatten(data: list[Any], depth: int = 0) -> list[Any]:
     """Nested lists (row-major) → one flat list; at most 4 levels, as the shape allows."""
     if not data or not isinstance(data[0], list):
         return data  # flat (a list hiding further on fails the integer check)
     if depth >= 3 or not all(isinstance(d, list) for d in data):
-        raise BadRequest("'data' must be a flat list of numbers, or evenly nested lists")
-    return [v for d in data for v in _flatten(d, depth + 1)]
-
-
-def _check_shape(shape: Any, chw: tuple[int, int, int]) -> tuple[int, int, int, int]:
-    """The request's shape as (B, H, W, C), or BadRequest naming what the model takes."""
-    c, h, w = chw
-    want = f"[B, {h}, {w}] or [B, {h}, {w}, 1]" if c == 1 else f"[B, {h}, {w}, {c}]"
-    if not isinstance(shape, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) for d in shape
-    ):
-        raise BadRequest(f"'shape' must be a list of integers, {want}")
-    if len(shape) == 3 and c == 1:
-        shape = [*shape, 1]
-    if len(shape) != 4 or shape[1:] != [h, w, c] or shape[0] < 1:
-        raise BadRequest(f"shape {shape} does not fit the model: send {want} with B ≥ 1")
-    b, hh, ww, cc = shape
-    return b, hh, ww, cc
-
-
-def _pixels(data: Any, bhwc: tuple[int, int, int, int]) -> np.ndarray:
-    if not isinstance(data, list):
-        raise BadRequest("'data' must be a list")
-    flat = _flatten(data)
-    count = math.prod(bhwc)
-    if len(flat) != count:
-        raise BadRequest(f"shape {list(bhwc)} needs {count} elements, got {len(flat)}")
-    try:
-        a = np.asarray(flat)
-    except (ValueError, OverflowError):  # a list or an object among the numbers
-        raise BadRequest("UINT8 data must be integers 0–255") from None
-    if a.dtype.kind not in "iu":
-        raise BadRequest("UINT8 data must be integers 0–255")
-    if count and (a.min() < 0 or a.max() > 255):
-        raise BadRequest("UINT8 data must be integers 0–255")
-    x_BHWC = a.astype(np.uint8).reshape(bhwc)
-    return np.ascontiguousarray(x_BHWC.transpose(0, 3, 1, 2))
+        raise BadRequest("'data' must be a flat list, or evenly nested lists")
+    return [v for d in data for v in flatten(d, depth + 1)]
 
 
 def _requested_outputs(req: dict[str, Any]) -> tuple[str, ...]:
@@ -118,8 +113,8 @@ def _requested_outputs(req: dict[str, Any]) -> tuple[str, ...]:
     return names or OUTPUTS  # type: ignore[return-value]
 
 
-def parse_infer_request(body: bytes, chw: tuple[int, int, int]) -> InferRequest:
-    req = _load_json(body)
+def parse_infer_request(body: bytes, codec: InputCodec) -> InferRequest:
+    req = load_json(body)
     if not isinstance(req, dict):
         raise BadRequest("the request must be a JSON object with 'inputs'")
     inputs = req.get("inputs")
@@ -128,14 +123,11 @@ def parse_infer_request(body: bytes, chw: tuple[int, int, int]) -> InferRequest:
     tensor = inputs[0]
     if not isinstance(tensor.get("name"), str):
         raise BadRequest(f"the input tensor needs a 'name' (this model's is {INPUT_NAME!r})")
-    if tensor.get("datatype") != "UINT8":
-        raise BadRequest(f"datatype must be UINT8 (raw pixels), got {tensor.get('datatype')!r}")
-    bhwc = _check_shape(tensor.get("shape"), chw)
-    x = _pixels(tensor.get("data"), bhwc)
+    item = codec.from_tensor(tensor)
     rid = req.get("id")
     if rid is not None and not isinstance(rid, str):
         raise BadRequest("'id' must be a string")
-    return InferRequest(rid, x, _requested_outputs(req))
+    return InferRequest(rid, item, _requested_outputs(req))
 
 
 def infer_response(
@@ -154,23 +146,3 @@ def infer_response(
     if req.id is not None:
         resp["id"] = req.id
     return resp
-
-
-def decode_image(data: bytes, chw: tuple[int, int, int], max_pixels: int) -> np.ndarray:
-    """An image file's bytes → uint8 (1, C, H, W), converted and resized as training did."""
-    from PIL import Image, UnidentifiedImageError
-
-    c, h, w = chw
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            if im.width * im.height > max_pixels:  # header only: nothing decoded yet
-                raise BadRequest(f"image of {im.width}×{im.height} pixels is too large")
-            pixels = im.convert("L" if c == 1 else "RGB")
-            if pixels.size != (w, h):
-                pixels = pixels.resize((w, h), Image.Resampling.BILINEAR)
-            a = np.array(pixels, dtype=np.uint8).reshape(h, w, c)
-    except BadRequest:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        raise BadRequest("not a readable image file (PNG, JPEG, …)") from None
-    return np.ascontiguousarray(a.transpose(2, 0, 1)[None])
