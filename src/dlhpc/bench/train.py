@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +63,13 @@ def runners(peers_python: str | None, threads: int) -> list[Runner]:
             "peer",
         ),
     ]
-    if peers_python:
-        out.append(Runner("keras", [peers_python, str(PEERS / "keras_cnn.py"), "{data}",
-                                    "--threads", t], "peer"))  # fmt: skip
+    py = peers_python or (sys.executable if find_spec("tensorflow") else None)
+    if py is None:  # reported as skipped, never faked
+        out.append(Runner("keras", [], "skipped: TensorFlow not installed (pip install -e .[bench] "
+                                       "or --peers-python)"))  # fmt: skip
+    else:
+        out.append(Runner("keras", [py, str(PEERS / "keras_cnn.py"), "{data}", "--threads", t],
+                          "peer"))  # fmt: skip
     return out
 
 
@@ -77,6 +82,8 @@ def export_npz(source: str, path: Path) -> tuple[int, int]:
 
 
 def run_once(r: Runner, data: Path, work: Path) -> dict[str, Any]:
+    if r.kind.startswith("skipped"):
+        return {"skipped": r.kind.removeprefix("skipped: ")}
     out = work / f"run-{time.monotonic_ns()}"
     cmd = [a.replace("{data}", str(data)).replace("{out}", str(out)) for a in r.argv]
     t0 = time.perf_counter()
