@@ -44,6 +44,8 @@ FLAGS = {
                   "--seed", "--json", "--quiet"},
     "optimize": {"--quantize", "--prune", "--prune-structured", "--export", "--data", "--threads",
                  "--json", "--quiet"},
+    "plan": {"--data", "--epochs", "--batch-size", "--target-hours", "--catalog", "--steps",
+             "--json", "--quiet"},
 }  # fmt: skip
 
 

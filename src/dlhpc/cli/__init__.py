@@ -9,11 +9,11 @@ import sys
 from collections.abc import Sequence
 
 from dlhpc import __version__
-from dlhpc.cli import bench, optimize, reference, serve, train
+from dlhpc.cli import bench, optimize, plan, reference, serve, train
 from dlhpc.cli.common import Parser
 from dlhpc.errors import DlhpcError
 
-GROUPS = (train, reference, serve, bench, optimize)
+GROUPS = (train, reference, serve, bench, optimize, plan)
 
 
 def build_parser() -> Parser:
