@@ -106,14 +106,16 @@ def init_distributed(env: ClusterEnv, device: torch.device, timeout_s: float) ->
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    # Under torchrun, env:// joins the launcher's own store (and survives elastic restarts);
-    # under Slurm, rank 0 hosts the store at the first node of the job.
-    init = "env://" if env.launcher == "torchrun" else f"tcp://{env.master_addr}:{env.master_port}"
+    # One store per attempt: after an elastic restart, the agent's store still holds the last
+    # attempt's addresses, so every attempt gets its own key prefix. Under torchrun the agent
+    # hosts the store; otherwise (Slurm, tests) rank 0 does, at the master address.
+    timeout = datetime.timedelta(seconds=timeout_s)
+    hosts = env.rank == 0 and not env.agent_store
+    store = tdist.TCPStore(  # type: ignore[attr-defined]  # public, not re-exported in stubs
+        env.master_addr, env.master_port, env.world_size, is_master=hosts, timeout=timeout
+    )
+    prefixed = tdist.PrefixStore(f"dlhpc/attempt{env.restart_count}", store)  # type: ignore[attr-defined]
     tdist.init_process_group(
-        backend,
-        init_method=init,
-        rank=env.rank,
-        world_size=env.world_size,
-        timeout=datetime.timedelta(seconds=timeout_s),
+        backend, store=prefixed, rank=env.rank, world_size=env.world_size, timeout=timeout
     )
     return d

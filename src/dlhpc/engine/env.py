@@ -33,6 +33,7 @@ class ClusterEnv:
     launcher: str = "single"  # single | torchrun | slurm
     cpus_per_task: int | None = None  # Slurm's --cpus-per-task: the threads a rank may use
     restart_count: int = 0  # torchrun --max-restarts: how often the workers were restarted
+    agent_store: bool = False  # torchrun's agent hosts the rendezvous store (TCPStore server)
 
     @property
     def is_main(self) -> bool:
@@ -85,6 +86,7 @@ def detect_env(environ: Mapping[str, str] | None = None) -> ClusterEnv:
             master_port=_int(e, "MASTER_PORT", DEFAULT_PORT),
             launcher="torchrun",
             restart_count=_int(e, "TORCHELASTIC_RESTART_COUNT", 0),
+            agent_store=e.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true",
         )
     if "SLURM_PROCID" in e and "SLURM_STEP_ID" in e and _int(e, "SLURM_NTASKS", 1) > 1:
         cpus = e.get("SLURM_CPUS_PER_TASK")

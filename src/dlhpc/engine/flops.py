@@ -76,6 +76,8 @@ def measure_peak(
             if elapsed > seconds / 3:
                 break
         best = max(best, 2 * n**3 * reps / elapsed)
+        if elapsed > seconds:  # a slow dtype here (bf16 without hardware support): stop growing
+            break
     return best
 
 
