@@ -35,6 +35,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from dlhpc.engine.flops import device_name
 from dlhpc.fsio import atomic_write_text
 from dlhpc.serve.loadgen import LoadConfig, run_loadgen
 from dlhpc.serve.predictor import ONNX_FILE
@@ -165,16 +168,6 @@ def _versions() -> str:
     return f"Python {platform.python_version()}, " + ", ".join(found)
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def _fmt(v: Any, digits: int = 1) -> str:
     return "—" if v is None else f"{v:.{digits}f}"
 
@@ -242,7 +235,7 @@ def write_report(out: Path, sections: list[dict[str, Any]], args: argparse.Names
     head = [
         "# Serving: dynamic batching on vs off, eager vs ONNX Runtime (CPU)",
         "",
-        f"- Hardware: {_cpu()}, {os.cpu_count()} cores visible; client and server share them.",
+        f"- Hardware: {_cpu_name()}, {os.cpu_count()} cores visible; client and server share them.",
         f"- Load average before / after: {load[0]:.2f} / {load[1]:.2f} (a shared machine).",
         f"- Versions: {_versions()}.",
         f"- Config: `dlhpc serve RUN --max-batch-size 32|1 --max-queue-delay-ms 0 "
@@ -287,3 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _cpu_name() -> str:
+    return device_name(torch.device("cpu"))

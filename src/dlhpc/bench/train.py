@@ -36,6 +36,7 @@ import torch
 
 from dlhpc.data import DataConfig, load_images
 from dlhpc.engine.env import available_cores
+from dlhpc.engine.flops import device_name
 from dlhpc.fsio import atomic_write, atomic_write_text
 
 PEERS = Path(__file__).parent / "peers"
@@ -190,7 +191,7 @@ def write_report(result: dict[str, Any], out_dir: Path, command: str) -> Path:
         "# Training side by side: the tutorial's CNN", "",
         f"Date: {time.strftime('%Y-%m-%d')}. Command: `{command}`.", "",
         "## Hardware and versions", "",
-        f"- CPU: {_cpu()}, {available_cores()} cores available; {result['threads']} thread(s) "
+        f"- CPU: {_cpu_name()}, {available_cores()} cores available; {result['threads']} thread(s) "
         "for every runner",
         f"- Python {platform.python_version()}, torch {torch.__version__}; peers from "
         f"`{result['peers_python'] or 'not given'}`", "",
@@ -228,11 +229,5 @@ def write_report(result: dict[str, Any], out_dir: Path, command: str) -> Path:
     return path
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+def _cpu_name() -> str:
+    return device_name(torch.device("cpu"))

@@ -92,10 +92,6 @@ class Dist:
             tdist.destroy_process_group()
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 def init_distributed(env: ClusterEnv, device: torch.device, timeout_s: float) -> Dist:
     """Join the process group of ``env`` (nothing to do for one process)."""
     d = Dist(env, device, timeout_s)

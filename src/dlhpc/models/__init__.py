@@ -1,4 +1,5 @@
-"""Single-device ``torch.nn`` models. No I/O, never ``torch.distributed``."""
+"""Single-device ``torch.nn`` models: no data I/O and no process groups (the engine wraps
+them for parallelism from the outside)."""
 
 from dlhpc.models.registry import (
     build_model,
