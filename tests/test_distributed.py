@@ -1,5 +1,6 @@
 """Distributed training with real processes on CPU (gloo): sharding, equality with one rank,
-evaluation that counts each sample once, one writer, resume, restarts and preemption."""
+evaluation that counts each sample once, one writer, resume (with the same or another world
+size), restarts and preemption."""
 
 from __future__ import annotations
 
@@ -18,12 +19,16 @@ import torch.distributed as tdist
 import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
+from dlhpc.cli import main
+from dlhpc.data import DataConfig
 from dlhpc.data.batches import ImageBatches
-from dlhpc.engine.checkpoint import CHECKPOINT
+from dlhpc.engine.checkpoint import CHECKPOINT, checkpoint_world_size
+from dlhpc.engine.config import RunConfig, TrainConfig
 from dlhpc.engine.distributed import Dist, init_distributed
 from dlhpc.engine.env import ClusterEnv, detect_env, first_host, resolve_threads
 from dlhpc.engine.evaluate import evaluate
 from dlhpc.errors import ConfigError, DlhpcError
+from dlhpc.models import ModelConfig
 
 TRAIN = ["train", "mlp", "--data", "digits", "--hidden", "32", "--augment", "none",
          "--batch-size", "64", "--threads", "1", "--quiet", "--json"]  # fmt: skip
@@ -132,6 +137,100 @@ def test_resume_with_two_ranks_equals_uninterrupted(tmp_path: Path) -> None:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
     epochs = [json.loads(x) for x in (tmp_path / "whole" / "metrics.jsonl").open()]
     assert [r["epoch"] for r in epochs if r["kind"] == "epoch"] == [1, 2]  # rank 0 alone logs
+
+
+def records(run: Path, kind: str) -> list[dict[str, float]]:
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").open()]
+    return [r for r in lines if r["kind"] == kind]
+
+
+# 2 epochs of 23 steps (1,438 training digits, global batch 64), a train-loss record every 5
+RESIZE = [*TRAIN, "--epochs", "2", "--log-every", "5"]
+
+
+@pytest.fixture(scope="module")
+def one_rank_whole(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One rank, uninterrupted: what a run resumed with another world size must end as."""
+    run = tmp_path_factory.mktemp("whole") / "run"
+    done = dlhpc(*RESIZE, "--out", str(run))
+    assert done.returncode == 0, done.stderr
+    return run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("first", "then", "stop"), [(2, 1, 10), (1, 2, 30)])
+def test_resume_with_another_world_size_equals_one_rank(
+    tmp_path: Path, one_rank_whole: Path, first: int, then: int, stop: int
+) -> None:
+    """``first`` ranks stop mid-epoch (step ``stop``), ``then`` ranks resume to the end."""
+    run = tmp_path / "run"
+    part = dlhpc(*RESIZE, "--out", str(run), "--max-steps", str(stop), "--nproc", str(first))
+    assert part.returncode == 0, part.stderr
+    assert checkpoint_world_size(run) == first
+    resumed = dlhpc("train", "--resume", str(run), "--nproc", str(then), "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"checkpoint written by {first} rank(s), continuing with {then}" in resumed.stdout
+    summary = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert summary["world_size"] == then and summary["epochs"] == 2
+    assert checkpoint_world_size(run) == then
+    # the tolerance of two ranks against one: DDP sums the gradient in another order
+    a, b = load_file(one_rank_whole / "model.safetensors"), load_file(run / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+    # the epoch cut by the resume counts its loss and hits once: rank 0 carries the global sums
+    whole, cut = records(one_rank_whole, "epoch"), records(run, "epoch")
+    assert [r["epoch"] for r in cut] == [1, 2]
+    for w, c in zip(whole, cut, strict=True):
+        assert c["train_loss"] == pytest.approx(w["train_loss"], rel=1e-4)
+        assert c["train_accuracy"] == pytest.approx(w["train_accuracy"], abs=1e-3)
+        assert c["test_accuracy"] == pytest.approx(w["test_accuracy"], abs=1e-3)
+    # the logged train loss is the global batch's mean, before and after the change
+    logged = {r["step"]: r["loss"] for r in records(run, "step")}
+    one = {r["step"]: r["loss"] for r in records(one_rank_whole, "step")}
+    assert logged.keys() == one.keys() and len(one) == 9
+    for step, loss in logged.items():
+        assert loss == pytest.approx(one[step], rel=1e-4), step
+
+
+def test_resume_refuses_more_ranks_than_the_global_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = RunConfig(DataConfig("digits"), ModelConfig("mlp"), train=TrainConfig(batch_size=1))
+    (run / "config.json").write_text(json.dumps(cfg.to_dict()))
+    assert checkpoint_world_size(run) is None  # none written yet
+    monkeypatch.setenv("RANK", "0")  # rank 0 of 2, as torchrun starts it
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "global batch 1 cannot be split among 2 ranks; resume it with 1 rank(s)" in err
+
+
+def test_nproc_refuses_before_any_rank_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What every rank would refuse is said once, and no launcher starts."""
+    import torch.distributed.run as launcher
+
+    def no_launch(*_: object) -> None:
+        raise AssertionError("the launcher started")
+
+    monkeypatch.setattr(launcher, "run", no_launch)
+    argv = ["train", "mlp", "--data", "digits", "--out", str(tmp_path / "r"), "--quiet"]
+    assert main([*argv, "--nproc", "4", "--batch-size", "2"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "dlhpc train: error: --batch-size 2 is the global batch: it must be at least the world "
+        "size 4"
+    )
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert main([*argv, "--nproc", "2", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "2 ranks per node need as many GPUs; this node has 1" in err
+    assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.slow

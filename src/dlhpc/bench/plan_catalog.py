@@ -186,3 +186,16 @@ def _assumptions(a: Any, fail: Fail) -> Assumptions:
     if not isinstance(source, str):
         raise fail("[assumptions]: source must be a string")
     return Assumptions(float(lo), float(hi), nodes, source)
+
+
+def datasheet_for(device_name: str, catalog: Catalog | None = None) -> Device | None:
+    """The catalog's GPU that ``device_name`` (as the driver names it, e.g. "NVIDIA H200")
+    is, ignoring the form factor word; None when the catalog does not know it."""
+    name = device_name.lower().replace("-", " ").split()
+    for d in (catalog or load_catalog()).devices:
+        words = d.name.lower().split()
+        if "pcie" in name and "pcie" not in words:  # another part, with other figures
+            continue
+        if d.kind == "gpu" and all(w in name for w in words if w not in ("sxm", "pcie")):
+            return d
+    return None

@@ -118,7 +118,7 @@ def _tensor_bytes(tensors: Iterator[torch.Tensor]) -> int:
 
 
 def _loss(model: nn.Module, data: Prepared, idx: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(model(*data.train.inputs(idx)), data.train.y[idx])
+    return F.cross_entropy(model(*data.train.inputs(idx)), data.train.labels(idx))
 
 
 def _forward_saving(
@@ -148,7 +148,7 @@ def measure_needs(
     model = build_model(data.spec).to(device)
     n = min(batch_size, len(data.train))
     flops = count_train_flops(model, data.train, n)  # the same count as summary.json's
-    idx = torch.arange(n, device=data.train.y.device)
+    idx = torch.arange(n, device=data.train.index_device)
     optimizer = build_optimizer(optim_cfg, model)
     model.train()
     loss, activations = _forward_saving(model, data, idx)
@@ -280,7 +280,7 @@ def _train_step(
     xb = data.train.inputs(idx)
     if data.augment is not None:
         xb = data.augment(xb, step, 0, len(idx))
-    loss = F.cross_entropy(model(*xb), data.train.y[idx], reduction="sum") / len(idx)
+    loss = F.cross_entropy(model(*xb), data.train.labels(idx), reduction="sum") / len(idx)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()  # type: ignore[no-untyped-call]
     optimizer.step()

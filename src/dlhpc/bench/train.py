@@ -51,21 +51,22 @@ class Runner:
     kind: str  # "peer" (prints epochs JSON) or "dlhpc" (reads the run directory)
 
 
-def runners(peers_python: str | None, threads: int) -> list[Runner]:
+def runners(peers_python: str | None, threads: int, device: str = "cpu") -> list[Runner]:
     t = str(threads)
     dl = [sys.executable, "-m", "dlhpc", "train", "cnn", "--data", "{data}", "--out", "{out}",
-          "--threads", t, "--quiet", "--json"]  # fmt: skip
+          "--threads", t, "--device", device, "--quiet", "--json"]  # fmt: skip
+    loop = [sys.executable, str(PEERS / "torch_loop.py"), "{data}", "--threads", t,
+            "--device", device]  # fmt: skip
     out = [
         Runner("dlhpc", dl, "dlhpc"),
         Runner("dlhpc (tutorial recipe)", [*dl, *TUTORIAL], "dlhpc"),
-        Runner(
-            "pytorch-loop",
-            [sys.executable, str(PEERS / "torch_loop.py"), "{data}", "--threads", t],
-            "peer",
-        ),
+        Runner("pytorch-loop", loop, "peer"),
     ]
     py = peers_python or (sys.executable if find_spec("tensorflow") else None)
-    if py is None:  # reported as skipped, never faked
+    if device != "cpu":  # the tutorial's code, as written, runs TensorFlow's CPU build
+        out.append(Runner("keras", [], "skipped: the tutorial's Keras code runs on the CPU "
+                                       "build of TensorFlow"))  # fmt: skip
+    elif py is None:  # reported as skipped, never faked
         out.append(Runner("keras", [], "skipped: TensorFlow not installed (pip install -e .[bench] "
                                        "or --peers-python)"))  # fmt: skip
     else:
@@ -133,9 +134,14 @@ def summarise(runs: list[dict[str, Any]], target: float) -> dict[str, Any]:
 
 
 def run_bench(
-    source: str, threads: int, repeats: int, target: float, peers_python: str | None
+    source: str,
+    threads: int,
+    repeats: int,
+    target: float,
+    peers_python: str | None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    plan = runners(peers_python, threads)
+    plan = runners(peers_python, threads, device)
     raw: dict[str, list[dict[str, Any]]] = {r.name: [] for r in plan}
     with tempfile.TemporaryDirectory(prefix="dlhpc-bench-") as tmp:
         data = Path(tmp) / "data.npz"
@@ -154,7 +160,8 @@ def run_bench(
             row["time_to_target_vs_dlhpc"] = row["time_to_target_s"] / base["time_to_target_s"]
     return {"data": source, "train_samples": n_train, "test_samples": n_test, "threads": threads,
             "repeats": repeats, "target": target, "rows": rows,
-            "peers_python": peers_python}  # fmt: skip
+            "peers_python": peers_python, "device": device,
+            "device_name": device_name(torch.device(device))}  # fmt: skip
 
 
 def _plot(path: Path, result: dict[str, Any]) -> None:
@@ -185,12 +192,14 @@ def _fmt(v: float | None, spec: str) -> str:
 
 
 def write_report(result: dict[str, Any], out_dir: Path, command: str) -> Path:
-    name = f"train_{platform.machine()}-{available_cores()}core_{time.strftime('%Y%m%d')}"
+    name = f"train_{hardware_tag(result.get('device', 'cpu'))}_{time.strftime('%Y%m%d')}"
     _plot(out_dir / f"{name}.png", result)
     lines = [
         "# Training side by side: the tutorial's CNN", "",
         f"Date: {time.strftime('%Y-%m-%d')}. Command: `{command}`.", "",
         "## Hardware and versions", "",
+        *([f"- GPU: {result['device_name']} (every runner trains on it)"]
+          if result.get("device", "cpu") != "cpu" else []),
         f"- CPU: {_cpu_name()}, {available_cores()} cores available; {result['threads']} thread(s) "
         "for every runner",
         f"- Python {platform.python_version()}, torch {torch.__version__}; peers from "
@@ -231,3 +240,11 @@ def write_report(result: dict[str, Any], out_dir: Path, command: str) -> Path:
 
 def _cpu_name() -> str:
     return device_name(torch.device("cpu"))
+
+
+def hardware_tag(device: str) -> str:
+    """``x86_64-2core`` for the CPU; the GPU's name for CUDA (``nvidia-h200``)."""
+    if device == "cpu":
+        return f"{platform.machine()}-{available_cores()}core"
+    words = device_name(torch.device(device)).lower().replace("-", " ").split()
+    return "-".join(w for w in words if w.isalnum())

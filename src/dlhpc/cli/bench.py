@@ -29,6 +29,16 @@ def _cmd_peak(a: argparse.Namespace) -> int:
         except RuntimeError as e:  # a dtype this device cannot multiply
             result[f"{name}_gflops"] = None
             result[f"{name}_error"] = str(e).splitlines()[0]
+    if device.type == "cuda":
+        from dlhpc.bench.plan_catalog import datasheet_for
+
+        sheet = datasheet_for(result["device"])
+        if sheet is not None:  # known GPUs: the datasheet beside the measurement
+            result["datasheet"] = sheet.name
+            for key, flops in (("float32", sheet.fp32_flops), ("bfloat16", sheet.bf16_flops)):
+                if flops and result.get(f"{key}_gflops"):
+                    result[f"{key}_datasheet_gflops"] = round(flops / 1e9, 1)
+                    result[f"{key}_of_datasheet"] = round(result[f"{key}_gflops"] * 1e9 / flops, 3)
     emit(a, result, f"GEMM peak on {result['device']} ({device.type}, {threads} thread(s)):")
     return 0
 
@@ -64,13 +74,14 @@ def _cmd_train(a: argparse.Namespace) -> int:
     from pathlib import Path
 
     from dlhpc.bench.train import run_bench, write_report
-    from dlhpc.engine.env import ClusterEnv, resolve_threads
+    from dlhpc.engine.env import ClusterEnv, resolve_device, resolve_threads
     from dlhpc.errors import DlhpcError
 
     if a.repeats < 1:
         raise DlhpcError("--repeats must be at least 1")
     threads = resolve_threads(ClusterEnv(), a.threads)
-    result = run_bench(a.data, threads, a.repeats, a.target, a.peers_python)
+    device = resolve_device(a.device, ClusterEnv()).type
+    result = run_bench(a.data, threads, a.repeats, a.target, a.peers_python, device)
     report = (
         write_report(result, Path(a.out), "dlhpc " + shlex.join(sys.argv[1:])) if a.out else None
     )
@@ -118,6 +129,8 @@ def add_bench(sub: Any) -> None:
     train.add_argument("--repeats", type=int, default=2, help="interleaved repeats (2)")
     train.add_argument("--target", type=float, default=0.97, help="test accuracy (0.97)")
     train.add_argument("--peers-python", help="python of an environment with TensorFlow")
+    train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
+                       help="for dlhpc and the PyTorch loop (cpu)")  # fmt: skip
     train.add_argument("--out", help="directory for the dated report, e.g. benchmarks")
     add_output_flags(train)
     train.set_defaults(func=_cmd_train)

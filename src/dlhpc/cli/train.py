@@ -191,6 +191,7 @@ def _launch(a: argparse.Namespace) -> int:
     from dlhpc.engine.env import available_cores
     from dlhpc.engine.rundir import default_run_dir
 
+    _check_before_launch(a)
     # torchrun warns and sets OMP_NUM_THREADS=1 unless told; each rank sets its own threads
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, available_cores() // a.nproc)))
     argv = _strip(a.argv, ("--nproc", "--max-restarts"))
@@ -204,6 +205,24 @@ def _launch(a: argparse.Namespace) -> int:
         codes = [f.exitcode for f in e.failures.values()]
         return next((c for c in codes if c > 0), 1)
     return 0
+
+
+def _check_before_launch(a: argparse.Namespace) -> None:
+    """What every rank would refuse, refused once, before any rank starts."""
+    from dlhpc.engine.env import ClusterEnv, resolve_device
+    from dlhpc.engine.jobs import check_global_batch
+    from dlhpc.engine.rundir import load_config
+
+    if a.resume is not None:
+        train = load_config(a.resume).train
+        check_global_batch(train.batch_size, a.nproc, a.resume)
+    elif a.model is not None and "source" in vars(a):
+        train = _build_run_config(a).train
+        check_global_batch(train.batch_size, a.nproc)
+    else:
+        return  # the ranks say what is missing
+    device = getattr(a, "device", train.device)
+    resolve_device(device, ClusterEnv(world_size=a.nproc, local_world_size=a.nproc))
 
 
 def _strip(argv: list[str], flags: tuple[str, ...]) -> list[str]:

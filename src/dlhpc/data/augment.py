@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from dlhpc.data.batching import to_device
+
 AUGMENTS = ("none", "affine")
 MAX_ROTATE = 0.2  # radians, ≈ 11°
 MAX_SCALE = 0.1  # ±10%
@@ -39,6 +41,7 @@ def random_affine(
             torch.stack([sin, cos, u[:, 3] * 2 * MAX_SHIFT], 1),
         ],
         1,
-    ).to(x_NCHW.device)  # (N, 2, 3); fmt: skip
+    )  # (N, 2, 3); fmt: skip
+    theta = to_device(theta, x_NCHW.device)
     grid = F.affine_grid(theta, list(x_NCHW.shape), align_corners=False)
     return F.grid_sample(x_NCHW.float(), grid, mode="bilinear", align_corners=False)

@@ -21,3 +21,11 @@ def batch_slices(n: int, batch_size: int, drop_last: bool = False) -> list[slice
     """Slices of an order into batches; the last may be short unless ``drop_last``."""
     stop = n - n % batch_size if drop_last else n
     return [slice(i, min(i + batch_size, stop)) for i in range(0, stop, batch_size)]
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on ``device``; to CUDA through pinned memory, so the host does not wait
+    for the GPU to finish its queue (a plain ``.to("cuda")`` synchronises the stream)."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)

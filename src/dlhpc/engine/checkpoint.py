@@ -3,6 +3,14 @@
 Tensors (model weights, optimizer moments, RNG state) are safetensors tensors; everything else
 (epoch, step, schedule, optimizer hyper-parameters) is JSON in the file's metadata. No pickle:
 loading a checkpoint cannot run code.
+
+Nothing in it depends on the world size, so a checkpoint written by N ranks resumes under M: the
+weights and optimizer moments are the same on every rank (DDP keeps replicas equal), the data
+position is a global step into an order every rank computes, and the epoch's running loss and
+correct counts are global sums. The RNG state is rank 0's and every rank restores it, as every
+rank starts from the same seed; data order and augmentation never draw from it (they are keyed
+by global step and row), only dropout does. The writer's world size is recorded (metadata
+``world_size``) so that a resume can say when it changes.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -49,15 +57,20 @@ def save_checkpoint(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     trainer: dict[str, Any],
+    world_size: int = 1,
 ) -> Path:
-    """Write everything needed to continue exactly where training is now."""
+    """Write everything needed to continue exactly where training is now (by any world size)."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
     tensors.update(opt_tensors)
     tensors["rng.cpu"] = torch.get_rng_state()
     if torch.cuda.is_available():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    meta = {"trainer": json.dumps(trainer), "optimizer": json.dumps(opt_meta)}
+    meta = {
+        "trainer": json.dumps(trainer),
+        "optimizer": json.dumps(opt_meta),
+        "world_size": str(world_size),
+    }
     return atomic_write(run_dir / CHECKPOINT, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
@@ -69,8 +82,6 @@ def load_checkpoint(
     if not path.is_file():
         raise ConfigError(f"{run_dir}: no checkpoint to resume from ({CHECKPOINT} is missing)")
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
         tensors = load_file(str(path))
@@ -87,7 +98,30 @@ def load_checkpoint(
         if k.endswith(".step"):
             opt_tensors[k] = opt_tensors[k].cpu()
     optimizer.load_state_dict(_unflatten_optimizer(opt_tensors, opt_meta))
+    _match_layouts(optimizer)
     torch.set_rng_state(tensors["rng.cpu"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
     return trainer
+
+
+def _match_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Give each optimizer moment its parameter's memory layout. The file holds them contiguous;
+    fused Adam walks a channels_last parameter and its moments element by element in storage
+    order, so a contiguous moment would update the wrong elements (resume would diverge)."""
+    for param, st in optimizer.state.items():
+        for k, v in st.items():
+            same_shape = isinstance(v, torch.Tensor) and v.shape == param.shape
+            if same_shape and v.stride() != param.stride():
+                st[k] = torch.empty_like(param, dtype=v.dtype).copy_(v)
+
+
+def checkpoint_world_size(run_dir: Path) -> int | None:
+    """How many ranks wrote the checkpoint of ``run_dir`` (None: no checkpoint, or one from
+    before this was recorded). Reads the file's header only."""
+    try:
+        with safe_open(str(run_dir / CHECKPOINT), framework="pt") as f:
+            value = (f.metadata() or {}).get("world_size")
+    except (SafetensorError, OSError):
+        return None
+    return int(value) if value is not None and value.isdigit() else None

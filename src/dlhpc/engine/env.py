@@ -132,7 +132,13 @@ def resolve_device(requested: str, env: ClusterEnv) -> torch.device:
     if requested == "cpu":
         return torch.device("cpu")
     if torch.cuda.is_available():
-        return torch.device("cuda", env.local_rank % torch.cuda.device_count())
+        gpus = torch.cuda.device_count()
+        if env.local_world_size > gpus:  # NCCL refuses two ranks on one GPU, later and worse
+            raise ConfigError(
+                f"{env.local_world_size} ranks per node need as many GPUs; this node has "
+                f"{gpus}: use --nproc {gpus} (or --device cpu)"
+            )
+        return torch.device("cuda", env.local_rank)
     if requested == "cuda":
         raise ConfigError("--device cuda: no CUDA device is available (use --device cpu)")
     return torch.device("cpu")

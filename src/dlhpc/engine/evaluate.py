@@ -29,7 +29,7 @@ def predict_logits(model: nn.Module, data: Batches, batch_size: int) -> torch.Te
     was_training = model.training
     model.eval()
     try:
-        idx = torch.arange(len(data), device=data.y.device)
+        idx = torch.arange(len(data), device=data.index_device)
         return torch.cat([model(*data.inputs(i)) for i in torch.split(idx, batch_size)])
     finally:
         model.train(was_training)
@@ -49,14 +49,14 @@ def evaluate(
     n = len(data)
     device = data.y.device
     part = dist.part(n) if dist is not None else slice(0, n)
-    idx = torch.arange(part.start, part.stop, device=device)
+    idx = torch.arange(part.start, part.stop, device=data.index_device)
     was_training = model.training
     model.eval()
     sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, correct
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
     try:
         for i in torch.split(idx, batch_size):
-            logits, y = model(*data.inputs(i)).float(), data.y[i]
+            logits, y = model(*data.inputs(i)).float(), data.labels(i)
             pred = logits.argmax(1)
             sums[0] += F.cross_entropy(logits, y, reduction="sum")
             sums[1] += (pred == y).sum()

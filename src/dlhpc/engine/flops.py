@@ -30,13 +30,13 @@ def count_train_flops(model: nn.Module, data: Batches, batch_size: int) -> float
     n = min(batch_size, len(data))
     if n == 0:
         return 0.0
-    idx = torch.arange(n, device=data.y.device)
+    idx = torch.arange(n, device=data.index_device)
     grads = {p: p.grad for p in model.parameters()}
     was_training = model.training
     model.train()
     try:
         with FlopCounterMode(display=False) as counter:
-            loss = F.cross_entropy(model(*data.inputs(idx)), data.y[idx])
+            loss = F.cross_entropy(model(*data.inputs(idx)), data.labels(idx))
             loss.backward()  # type: ignore[no-untyped-call]
     finally:
         for p, g in grads.items():
@@ -60,25 +60,37 @@ def device_name(device: torch.device) -> str:
 def measure_peak(
     device: torch.device, dtype: torch.dtype = torch.float32, seconds: float = 0.6
 ) -> float:
-    """Best FLOP/s of square matrix multiplies (the roofline's compute roof) on ``device``."""
+    """Best FLOP/s of square matrix multiplies (the roofline's compute roof) on ``device``.
+
+    On CUDA the products are queued in growing chunks with one synchronisation per chunk, and
+    the sizes are large enough that launch overhead does not hide the arithmetic rate.
+    """
+    sizes = (2048, 4096, 8192) if device.type == "cuda" else (512, 1024, 2048)
     best = 0.0
-    for n in (512, 1024, 2048):
+    for n in sizes:
         a = torch.randn(n, n, device=device, dtype=dtype)
         b = torch.randn(n, n, device=device, dtype=dtype)
         torch.mm(a, b)  # warm-up
-        reps, start = 0, time.perf_counter()
+        _sync(device)
+        reps, chunk, start = 0, 1, time.perf_counter()
         while True:
-            torch.mm(a, b)
-            reps += 1
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            for _ in range(chunk):
+                torch.mm(a, b)
+            _sync(device)
+            reps += chunk
             elapsed = time.perf_counter() - start
-            if elapsed > seconds / 3:
+            if elapsed > seconds / len(sizes):
                 break
+            chunk = min(2 * chunk, 64)
         best = max(best, 2 * n**3 * reps / elapsed)
         if elapsed > seconds:  # a slow dtype here (bf16 without hardware support): stop growing
             break
     return best
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 _MEASURED: dict[tuple[str, int, str], dict[str, Any]] = {}

@@ -19,7 +19,7 @@ from torch import nn
 
 import dlhpc
 from dlhpc.data.batches import Batches
-from dlhpc.engine.checkpoint import CHECKPOINT
+from dlhpc.engine.checkpoint import CHECKPOINT, checkpoint_world_size
 from dlhpc.engine.config import RunConfig, TrainConfig
 from dlhpc.engine.datasets import prepare_data
 from dlhpc.engine.distributed import DEFAULT_TIMEOUT_S, Dist, init_distributed
@@ -27,7 +27,7 @@ from dlhpc.engine.env import ClusterEnv, detect_env, resolve_device, resolve_thr
 from dlhpc.engine.evaluate import EvalResult, evaluate
 from dlhpc.engine.finetune import apply_freeze, apply_init
 from dlhpc.engine.flops import count_train_flops, measured_peak
-from dlhpc.engine.loop import TrainerState, fit
+from dlhpc.engine.loop import TrainerState, fit, resolve_precision
 from dlhpc.engine.report import write_report
 from dlhpc.engine.rundir import (
     load_config,
@@ -65,6 +65,20 @@ def plan_lines(env: ClusterEnv, cfg: RunConfig, device: torch.device, threads: i
     ]
 
 
+def check_global_batch(batch: int, world: int, resumed: Path | None = None) -> None:
+    """Every rank needs at least one sample of the global batch."""
+    if batch >= world:
+        return
+    if resumed is not None:
+        raise ConfigError(
+            f"{resumed}: its global batch {batch} cannot be split among {world} ranks; resume "
+            f"it with {batch} rank(s) or fewer"
+        )
+    raise ConfigError(
+        f"--batch-size {batch} is the global batch: it must be at least the world size {world}"
+    )
+
+
 def train_job(
     cfg: RunConfig | None,
     run_dir: Path,
@@ -84,16 +98,15 @@ def train_job(
         resume, cfg = True, load_config(run_dir)
         if train_overrides:
             cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **train_overrides))
-    if cfg.train.batch_size < env.world_size:
-        raise ConfigError(
-            f"--batch-size {cfg.train.batch_size} is the global batch: it must be at least the "
-            f"world size {env.world_size}"
-        )
+    check_global_batch(cfg.train.batch_size, env.world_size, run_dir if resume else None)
     threads = resolve_threads(env, cfg.train.threads)
     torch.set_num_threads(threads)
     device = resolve_device(cfg.train.device, env)
     if env.is_main and say is not None and env.distributed:
         for line in plan_lines(env, cfg, device, threads):
+            say(line)
+    if resume and env.is_main and say is not None:
+        for line in _resume_lines(run_dir, env.world_size, cfg.train.batch_size):
             say(line)
     dist = init_distributed(env, device, DEFAULT_TIMEOUT_S)
     try:
@@ -149,7 +162,9 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, dist: Dist) -> TrainOutc
         test = evaluate(model, final, spec.num_classes, cfg.train.eval_batch_size, dist)
     summary = _summary(cfg, model, result.state, env.world_size, len(data.train), final, test)
     summary.update(device=str(device), run_dir=str(run_dir))
-    summary.update(_utilisation(summary, flops, device, env.world_size))
+    precision = resolve_precision(cfg.train.precision, device)
+    summary.update(precision=precision)
+    summary.update(_utilisation(summary, flops, device, env.world_size, precision))
     if dist.is_main:
         write_weights(run_dir / "model.safetensors", model)
         atomic_write_json(run_dir / "summary.json", summary)
@@ -162,16 +177,23 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, dist: Dist) -> TrainOutc
 
 
 def _utilisation(
-    summary: dict[str, Any], flops: float, device: torch.device, world: int
+    summary: dict[str, Any], flops: float, device: torch.device, world: int, precision: str
 ) -> dict[str, Any]:
-    """FLOPs per sample, achieved FLOP/s and MFU against the measured peak of all ranks."""
+    """FLOPs per sample, achieved FLOP/s and MFU against the measured peak of all ranks.
+
+    The peak is the fp32 GEMM rate, or with bf16 autocast the faster of the bf16 and fp32
+    rates: a CPU without bf16 arithmetic emulates it far below its fp32 roof, and the roof is
+    the best the hardware can do for the work, not the rate of a slow choice."""
     peak = measured_peak(device)
+    if precision == "bf16":
+        peak = max(peak, measured_peak(device, torch.bfloat16), key=lambda p: p["flops"])
     achieved = flops * summary["samples_per_second"]
+    where = f"{peak['threads']} thread(s)" if device.type == "cpu" else device.type
     return {
         "flops_per_sample": round(flops),
         "achieved_flops": round(achieved),
         "peak_flops": round(peak["flops"] * world),
-        "peak_source": f"measured fp32 GEMM, {peak['device']}, {peak['threads']} thread(s)",
+        "peak_source": f"measured {peak['dtype']} GEMM, {peak['device']}, {where}",
         "mfu": round(achieved / (peak["flops"] * world), 5) if peak["flops"] else None,
     }
 
@@ -208,8 +230,23 @@ def _summary(
     }
 
 
+def _resume_lines(run_dir: Path, world: int, batch: int) -> list[str]:
+    """Said when a run resumes with another world size than the one that wrote its checkpoint."""
+    was = checkpoint_world_size(run_dir)
+    if was is None or was == world:
+        return []
+    return [
+        f"resume: checkpoint written by {was} rank(s), continuing with {world}; the global "
+        f"batch {batch} and the schedule stay, so training continues as with {was}"
+    ]
+
+
 def resume_overrides(train: TrainConfig, given: dict[str, Any]) -> dict[str, Any]:
-    """The training settings a resumed run may change; validated by building a TrainConfig."""
+    """The training settings a resumed run may change; validated by building a TrainConfig.
+
+    The world size (``--nproc``, the launcher's) is not a setting of the run and may change:
+    the global batch is fixed, and each rank's part of it follows from the world size.
+    """
     allowed = {"epochs", "max_steps", "quiet", "device", "threads", "checkpoint_every"}
     bad = set(given) - allowed
     if bad:
