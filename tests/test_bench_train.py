@@ -37,3 +37,31 @@ def test_a_missing_peer_is_reported_as_skipped(tmp_path: Path) -> None:
               "repeats": 1, "target": 0.97, "peers_python": None, "rows": rows}  # fmt: skip
     text = write_report(report, tmp_path, "dlhpc bench train").read_text()
     assert "| keras | skipped: TensorFlow not installed" in text
+
+
+def test_on_a_gpu_the_cpu_only_keras_peer_is_skipped_and_runners_get_the_device() -> None:
+    plan = {r.name: r for r in runners(None, 4, "cuda")}
+    assert "CPU build of TensorFlow" in plan["keras"].kind
+    for name in ("dlhpc", "dlhpc (tutorial recipe)", "pytorch-loop"):
+        argv = plan[name].argv
+        assert argv[argv.index("--device") + 1] == "cuda"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(find_spec("fasttext") is not None, reason="fastText is installed here")
+def test_the_text_bench_runs_dlhpc_defaults_and_reports_fasttext_skipped(tmp_path: Path) -> None:
+    from dlhpc.bench.text_corpus import build_corpus, write_corpus
+    from dlhpc.cli import main
+
+    data = tmp_path / "corpus"
+    write_corpus(build_corpus(max_files_per_family=2), data)
+    argv = ["bench", "train", "--model", "bag", "--data", str(data), "--threads", "1",
+            "--repeats", "1", "--out", str(tmp_path / "out"), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    [report] = (tmp_path / "out").glob("text_cpu_*.md")
+    text = report.read_text()
+    assert "`dlhpc train bag --data DATA --threads T` (its defaults)" in text
+    row = next(line for line in text.splitlines() if line.startswith("| dlhpc bag (1 thread)"))
+    assert float(row.split("|")[3]) > 0.2  # test accuracy of a real run, 12 classes
+    assert "- fastText: skipped (no --peers-python)" in text
+    assert "lstm" not in row and "| dlhpc lstm" not in text  # --model bag runs bag only

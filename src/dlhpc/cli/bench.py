@@ -1,6 +1,9 @@
 """``dlhpc bench …``: side-by-side measurements.
 
-dlhpc bench peak            # this machine's fp32 (and bf16) matrix-multiply peak
+dlhpc bench peak                      # this machine's fp32 and bf16 matrix-multiply peak
+dlhpc bench train --out benchmarks    # the tutorial's CNN: dlhpc vs Keras vs a PyTorch loop
+dlhpc bench train --model bag         # text: dlhpc's defaults vs fastText and Keras
+dlhpc bench scale --out benchmarks    # 1..N ranks × threads: scaling efficiency
 """
 
 from __future__ import annotations
@@ -80,6 +83,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
     if a.repeats < 1:
         raise DlhpcError("--repeats must be at least 1")
     threads = resolve_threads(ClusterEnv(), a.threads)
+    if a.model != "cnn":
+        return _text_train_bench(a, threads)
     device = resolve_device(a.device, ClusterEnv()).type
     result = run_bench(a.data, threads, a.repeats, a.target, a.peers_python, device)
     report = (
@@ -99,6 +104,34 @@ def _cmd_train(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps({**result, "report": str(report) if report else None}))
     return 0
+
+
+def _text_train_bench(a: argparse.Namespace, threads: int) -> int:
+    """``bag``/``lstm``: dlhpc's defaults vs fastText and the tutorial's Keras models, on the
+    standard-library docstring corpus (built in a temporary directory unless --data names one)."""
+    import sys
+    import tempfile
+    from importlib.util import find_spec
+    from pathlib import Path
+
+    from dlhpc.bench import text_corpus, text_peers
+    from dlhpc.errors import DlhpcError
+
+    if a.device != "cpu":
+        raise DlhpcError("--model bag|lstm compares CPU tools: use --device cpu")
+    with tempfile.TemporaryDirectory(prefix="dlhpc-corpus-") as tmp:
+        data = a.data
+        if data == "digits":  # the default names the image set: build the text corpus
+            data = tmp
+            text_corpus.write_corpus(text_corpus.build_corpus(), Path(tmp))
+        argv = ["--data", data, "--threads", str(threads), "--dlhpc-threads", str(threads),
+                "--repeats", str(a.repeats), "--only", a.model]  # fmt: skip
+        peers = a.peers_python or (
+            sys.executable if find_spec("fasttext") or find_spec("tensorflow") else None
+        )
+        argv += ["--peers-python", peers] if peers else []
+        argv += ["--out", a.out] if a.out else []
+        return text_peers.main(argv)
 
 
 def add_bench(sub: Any) -> None:
@@ -123,8 +156,15 @@ def add_bench(sub: Any) -> None:
     scale.add_argument("--out", help="directory for the dated report, e.g. benchmarks")
     add_output_flags(scale)
     scale.set_defaults(func=_cmd_scale)
-    train = bench.add_parser("train", help="the tutorial's CNN: dlhpc vs Keras vs PyTorch loop")
-    train.add_argument("--data", default="digits", help="an image source (digits)")
+    train = bench.add_parser(
+        "train", help="dlhpc vs the tutorial's Keras, a plain PyTorch loop, fastText"
+    )
+    train.add_argument("--model", choices=("cnn", "bag", "lstm"), default="cnn",
+                       help="cnn: vs Keras and a PyTorch loop; bag|lstm: vs fastText and Keras "
+                            "(cnn)")  # fmt: skip
+    train.add_argument("--data", default="digits",
+                       help="image source for cnn (digits); text source for bag|lstm (the "
+                            "stdlib-docstring corpus, built on the fly)")  # fmt: skip
     train.add_argument("--threads", type=int, help="for every runner (all cores)")
     train.add_argument("--repeats", type=int, default=2, help="interleaved repeats (2)")
     train.add_argument("--target", type=float, default=0.97, help="test accuracy (0.97)")
