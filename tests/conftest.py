@@ -31,3 +31,15 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     outcome = train_job(tiny_config(epochs=3), run)
     assert outcome.summary is not None
     return run
+
+
+def assert_same_weights(run_a: Path, run_b: Path) -> None:
+    """The two runs' ``model.safetensors`` hold bit-identical tensors under the same names."""
+    import torch
+    from safetensors.torch import load_file
+
+    a = load_file(run_a / "model.safetensors")
+    b = load_file(run_b / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

@@ -33,8 +33,8 @@ FLAGS = {
     "demo": {"--out", "--json", "--quiet"},
     "bench": set(),
     "serve": {
-        "--backend", "--host", "--port", "--name", "--max-batch-size", "--max-queue-delay-ms",
-        "--max-queue", "--workers", "--token",
+        "--backend", "--variant", "--host", "--port", "--name", "--max-batch-size",
+        "--max-queue-delay-ms", "--max-queue", "--workers", "--read-timeout-s", "--token",
     },
     "loadgen": {
         "--scenario", "--qps", "--duration", "--concurrency", "--data", "--out", "--token",

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from dlhpc.data import DataConfig
 from dlhpc.engine.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
@@ -22,7 +21,7 @@ from dlhpc.engine.schedule import WARMUP_START, LRSchedule
 from dlhpc.errors import ConfigError
 from dlhpc.models import ModelConfig
 
-from .conftest import tiny_config
+from .conftest import assert_same_weights, tiny_config
 
 
 def lrs(cfg: OptimConfig, steps: int = 10, epochs: int = 4) -> list[float]:
@@ -157,11 +156,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path: Path, model: st
     assert not (tmp_path / "part" / "model.safetensors").exists()
     resumed = train_job(None, tmp_path / "part", resume=True, train_overrides={"max_steps": None})
     assert resumed.summary is not None and whole.summary is not None
-    a = load_file(tmp_path / "whole" / "model.safetensors")
-    b = load_file(tmp_path / "part" / "model.safetensors")
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    assert_same_weights(tmp_path / "whole", tmp_path / "part")
     assert resumed.summary["test_accuracy"] == whole.summary["test_accuracy"]
     assert resumed.summary["epochs"] == 2
 

@@ -99,6 +99,8 @@ def test_nested_data_and_requested_outputs(echo: TestClient) -> None:
         ({"data": [1, 2, 3, 1.5]}, "0–255"),
         ({"data": [1, 2, 3, "a"]}, "0–255"),
         ({"data": [1, 2, 3, [4]]}, "0–255"),
+        ({"data": [1, 2, 3, True]}, "true/false"),  # not 1
+        ({"data": [[1, 2], [3, False]]}, "true/false"),
         ({"data": "AAAA"}, "list"),
         ({"name": 3}, "name"),
     ],
@@ -233,8 +235,8 @@ def test_overload_is_503_with_retry_after_and_timeout_is_504() -> None:
 
     slow = create_app(EchoPredictor(delay=0.5), ServeConfig(name="m", request_timeout_s=0.1))
     with TestClient(slow) as c:
-        r = c.post(INFER, json=echo_body(1))
-        assert r.status_code == 504 and r.json()["error"]
+        late = c.post(INFER, json=echo_body(1))
+        assert late.status_code == 504 and late.json()["error"]
 
 
 def test_draining_turns_readiness_off(echo: TestClient) -> None:

@@ -22,7 +22,14 @@ from dlhpc.serve.app import create_app
 from dlhpc.serve.config import ServeConfig
 from dlhpc.serve.predictor import load_predictor
 from dlhpc.serve.server import DrainingServer, uvicorn_config
-from tests.test_serve_support import EchoPredictor, echo_body, infer_body, labels_of, live_server
+from tests.test_serve_support import (
+    EchoPredictor,
+    echo_body,
+    infer_body,
+    labels_of,
+    live_server,
+    running,
+)
 
 
 def test_concurrent_clients_get_their_own_answers(trained_run: Path) -> None:
@@ -61,7 +68,7 @@ def raw_exchange(url: str, head: bytes, body: bytes = b"", wait: float = 5.0) ->
 
 
 def test_slow_and_oversized_bodies_are_refused() -> None:
-    cfg = ServeConfig(name="m", body_timeout_s=0.3, max_body_bytes=2000)
+    cfg = ServeConfig(name="m", read_timeout_s=0.3, max_body_bytes=2000)
     with live_server(create_app(EchoPredictor(), cfg)) as url:
         post = b"POST /v2/models/m/infer HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
         # declares 500 bytes, sends 10, then stalls: 408 after the body timeout
@@ -73,6 +80,83 @@ def test_slow_and_oversized_bodies_are_refused() -> None:
         assert answer.startswith(b"HTTP/1.1 413")
         r = httpx.post(f"{url}/v2/models/m/infer", json=echo_body(9))
         assert r.status_code == 200 and labels_of(r.json()) == ["9"]
+
+
+def until_closed(sock: socket.socket, limit: float) -> tuple[bytes, float]:
+    """Everything the server sends until it closes the connection, and when it closed it."""
+    t0 = time.monotonic()
+    sock.settimeout(limit)
+    chunks = []
+    try:
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    except TimeoutError:
+        raise AssertionError(f"still open after {limit} s; got {b''.join(chunks)!r}") from None
+    except ConnectionResetError:
+        pass
+    return b"".join(chunks), time.monotonic() - t0
+
+
+def test_slow_clients_time_out_while_others_are_served() -> None:
+    """Slowloris: stalled or trickling requests are cut at the read deadline (the protocol)."""
+    cfg = ServeConfig(name="m", read_timeout_s=0.5, max_head_bytes=4096)
+    app = create_app(EchoPredictor(), cfg)
+    server = DrainingServer(uvicorn_config(app, cfg), app.state.serve.begin_drain)
+    head = b"POST /v2/models/m/infer HTTP/1.1\r\nHost: t\r\n"
+    with running(server) as url:
+        addr = ("127.0.0.1", int(url.rsplit(":", 1)[1]))
+        start = time.monotonic()
+        idle, partial_head, partial_body, trickle, unread_body = (
+            socket.create_connection(addr) for _ in range(5)
+        )
+        partial_head.sendall(head)  # …and the rest of the headers never come
+        partial_body.sendall(head + b"Content-Length: 500\r\n\r\n" + b'{"inputs":')
+        # a body the route never reads: answered at once, then the connection is cut
+        unread_body.sendall(
+            b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\nContent-Length: 99\r\n\r\n"
+        )
+        # meanwhile others are served, on fresh and kept-alive connections
+        with httpx.Client(base_url=url, timeout=5) as c:
+            for v in (1, 2):
+                r = c.post("/v2/models/m/infer", json=echo_body(v))
+                assert r.status_code == 200 and labels_of(r.json()) == [str(v)]
+        t0 = time.monotonic()
+        for b in head:  # one byte every 50 ms: each byte comes in time, the request does not
+            try:
+                trickle.send(bytes([b]))
+            except OSError:
+                break
+            time.sleep(0.05)
+        assert time.monotonic() - t0 < 3
+        got = {
+            "idle": until_closed(idle, 5),
+            "partial head": until_closed(partial_head, 5),
+            "partial body": until_closed(partial_body, 5),
+            "trickle": until_closed(trickle, 5),
+            "unread body": until_closed(unread_body, 5),
+        }
+        assert time.monotonic() - start < 4  # all cut near the 0.5 s deadline, none held
+        assert got["idle"][0] == b""  # never sent a byte: closed without an answer
+        for name in ("partial head", "partial body", "trickle"):
+            assert got[name][0].startswith(b"HTTP/1.1 408"), (name, got[name])
+        assert got["unread body"][0].startswith(b"HTTP/1.1 200")
+        # headers over max_head_bytes: 431 at once, whatever the pace
+        with socket.create_connection(addr) as big:
+            big.sendall(head + b"X-Pad: " + b"a" * 5000 + b"\r\n")
+            answer, _ = until_closed(big, 5)
+        assert answer.startswith(b"HTTP/1.1 431")
+        # a kept-alive connection may idle longer than the read deadline between requests
+        with socket.create_connection(addr) as keep:
+            for _ in range(2):
+                keep.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n")
+                answer = b""
+                while not answer.endswith(b"}"):
+                    answer += keep.recv(65536) or b"(closed)"
+                assert answer.startswith(b"HTTP/1.1 200"), answer
+                time.sleep(0.8)
+        assert httpx.get(f"{url}/v2/health/ready").status_code == 200
+        for sock in (idle, partial_head, partial_body, trickle, unread_body):
+            sock.close()
 
 
 def test_a_signal_turns_readiness_off_before_stopping() -> None:
@@ -97,7 +181,8 @@ def test_serve_cli_errors_are_one_line(
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and "error" in err, (argv, err)
-    assert "dlhpc optimize" in (main(cases[1]) == 2 and capsys.readouterr().err)
+    assert main(cases[1]) == 2
+    assert "dlhpc optimize" in capsys.readouterr().err
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()

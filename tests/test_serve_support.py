@@ -105,6 +105,13 @@ def probs_of(response_json: dict[str, Any]) -> np.ndarray:
 def live_server(app: FastAPI, **config: Any) -> Iterator[str]:
     """``app`` on a real loopback socket (uvicorn in a thread); yields its base URL."""
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", **config))
+    with running(server) as url:
+        yield url
+
+
+@contextmanager
+def running(server: uvicorn.Server) -> Iterator[str]:
+    """``server`` on a real loopback socket, in a thread; yields its base URL."""
     sock = bind("127.0.0.1", 0)
     port = sock.getsockname()[1]
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

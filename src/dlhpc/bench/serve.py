@@ -15,7 +15,9 @@ rising list of rates, stopping a configuration's sweep after two points in a row
 twice the bound. Every point is measured ``--repeats`` times, the setups taking turns, and the
 least disturbed measurement is kept (fewest errors, then lowest p99): on a shared machine a
 neighbour's burst otherwise decides the p99.
-The headline is the highest achieved throughput with p99 ≤ 50 ms and no errors.
+The headline is the highest achieved throughput with p99 ≤ 50 ms and no errors. For the offline
+point the CPU time per answered request is reported too, the server's (from ``/proc``) and the
+load generator's: where both share the same cores, these costs bound every throughput.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import json
 import os
 import platform
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -59,9 +63,24 @@ def setups_for(run: Path) -> list[Setup]:
     return found
 
 
+@dataclass(frozen=True)
+class Served:
+    url: str
+    pid: int
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process ``pid`` so far (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def serving(run: Path, setup: Setup) -> Iterator[str]:
-    """A ``dlhpc serve`` process on a free loopback port; yields its base URL, then drains it."""
+def serving(run: Path, setup: Setup) -> Iterator[Served]:
+    """A ``dlhpc serve`` process on a free loopback port; yields its URL and pid, then drains it."""
     cmd = [
         sys.executable,
         "-m",
@@ -86,7 +105,7 @@ def serving(run: Path, setup: Setup) -> Iterator[str]:
         if " at " not in line:
             err = proc.stderr.read() if proc.stderr else ""
             raise RuntimeError(f"dlhpc serve did not start: {line}{err}")
-        yield line.split(" at ")[1].split("/v2/")[0]
+        yield Served(line.split(" at ")[1].split("/v2/")[0], proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -96,17 +115,27 @@ def serving(run: Path, setup: Setup) -> Iterator[str]:
             proc.wait()
 
 
-def measure(url: str, scenario: str, duration: float, qps: float = 1.0,
+def measure(server: Served, scenario: str, duration: float, qps: float = 1.0,
             concurrency: int = 32) -> dict[str, Any]:  # fmt: skip
+    """One loadgen run, plus the CPU time per answered request of the server and the client."""
     cfg = LoadConfig(
-        url,
+        server.url,
         scenario=scenario,
         qps=qps,
         duration_s=duration,
         concurrency=concurrency,
         timeout_s=30.0,
     )
-    return run_loadgen(cfg)
+    server_cpu, client_cpu = cpu_seconds(server.pid), time.process_time()
+    report = run_loadgen(cfg)
+    server_after, ok = cpu_seconds(server.pid), max(1, report["ok"])
+    report["client_cpu_ms"] = (time.process_time() - client_cpu) * 1000.0 / ok
+    report["server_cpu_ms"] = (
+        None
+        if server_cpu is None or server_after is None
+        else (server_after - server_cpu) * 1000 / ok
+    )
+    return report
 
 
 def ok_under_bound(r: dict[str, Any]) -> bool:
@@ -118,7 +147,7 @@ def best(reports: list[dict[str, Any]]) -> dict[str, Any]:
     return min(reports, key=lambda r: (sum(r["errors"].values()), r["p99_ms"] or float("inf")))
 
 
-def point(urls: dict[str, str], labels: Sequence[str], repeats: int, scenario: str,
+def point(urls: dict[str, Served], labels: Sequence[str], repeats: int, scenario: str,
           duration: float, qps: float = 1.0) -> dict[str, dict[str, Any]]:  # fmt: skip
     """One load point for each setup, ``repeats`` rounds taking turns; the best of each."""
     runs: dict[str, list[dict[str, Any]]] = {lb: [] for lb in labels}
@@ -157,6 +186,10 @@ def bench_run(
     return {"run": str(run), "setups": [s.__dict__ for s in setups], "results": results}
 
 
+def _cpu_name() -> str:
+    return device_name(torch.device("cpu"))
+
+
 def _versions() -> str:
     names = ("torch", "onnxruntime", "fastapi", "uvicorn", "httptools", "uvloop", "numpy")
     found = []
@@ -187,13 +220,15 @@ def run_section(res: dict[str, Any]) -> list[str]:
         ("offline p99 (ms)", ("offline", "p99_ms"), 1),
         ("single-stream p50 (ms)", ("single_stream", "p50_ms"), 2),
         ("single-stream p99 (ms)", ("single_stream", "p99_ms"), 2),
+        ("offline: server CPU per request (ms)", ("offline", "server_cpu_ms"), 3),
+        ("offline: client CPU per request (ms)", ("offline", "client_cpu_ms"), 3),
     ]
     for name, keys, digits in rows:
         cells = []
         for lb in labels:
             v: Any = results[lb]
             for k in keys:
-                v = v[k]
+                v = v.get(k)  # None (shown as —) where a figure was not measured
             cells.append(_fmt(v, digits))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     on, off = results.get("batching"), results.get("no batching")
@@ -228,10 +263,15 @@ def run_section(res: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def report_path(out: Path) -> Path:
+    """``out`` itself if it is a .md file, else ``out/serve_cpu_<today>.md``."""
+    today = dt.date.today().strftime("%Y%m%d")
+    return out / f"serve_cpu_{today}.md" if out.suffix != ".md" else out
+
+
 def write_report(out: Path, sections: list[dict[str, Any]], args: argparse.Namespace,
                  load: tuple[float, float]) -> Path:  # fmt: skip
-    today = dt.date.today().strftime("%Y%m%d")
-    path = out / f"serve_cpu_{today}.md" if out.suffix != ".md" else out
+    path = report_path(out)
     head = [
         "# Serving: dynamic batching on vs off, eager vs ONNX Runtime (CPU)",
         "",
@@ -264,7 +304,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("runs", nargs="+", help="run directories")
-    p.add_argument("--qps", default="25,50,100,200,300,400,600,800", help="server-scenario rates")
+    p.add_argument(
+        "--qps",
+        default="25,50,100,200,400,600,800,1000,1200,1600,2000,2400",
+        help="server-scenario rates",
+    )
     p.add_argument("--duration", type=float, default=3.0, help="seconds per measurement (3)")
     p.add_argument("--repeats", type=int, default=2, help="measurements per point; best kept (2)")
     p.add_argument("--out", type=Path, default=Path("benchmarks"), help="folder or .md file")
@@ -272,6 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     qps_list = [float(q) for q in args.qps.split(",") if q.strip()]
     load0 = os.getloadavg()[0]
     sections = [bench_run(Path(r), qps_list, args.duration, args.repeats) for r in args.runs]
+    raw = report_path(args.out).with_suffix(".json")  # every figure, written first
+    atomic_write_text(raw, json.dumps(sections, indent=1))
     path = write_report(args.out, sections, args, (load0, os.getloadavg()[0]))
     print(path.read_text())
     print(f"written to {path}")
@@ -280,7 +326,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-
-def _cpu_name() -> str:
-    return device_name(torch.device("cpu"))

@@ -1,6 +1,7 @@
 """``dlhpc serve`` and ``dlhpc loadgen``: real-time inference over HTTP, and its load test.
 
 dlhpc serve runs/cnn-… --port 8000 --max-batch-size 32      # KServe v2 REST, until Ctrl+C
+dlhpc serve runs/cnn-… --backend onnx --variant int8-static  # what dlhpc optimize wrote
 dlhpc loadgen http://127.0.0.1:8000 --scenario server --qps 200 --duration 10 --json
 """
 
@@ -36,6 +37,12 @@ def add_serve(sub: Any) -> None:
         default=d.backend,
         help="eager PyTorch, or RUN/optimized/onnx/model.onnx on ONNX Runtime",
     )
+    p.add_argument(
+        "--variant",
+        metavar="NAME",
+        help="serve RUN/optimized/NAME/ from dlhpc optimize: int8-static, int8-dynamic "
+        "(--backend onnx), pruned-50 (eager)",
+    )
     p.add_argument("--host", default=d.host, help=f"address to listen on ({d.host})")
     p.add_argument("--port", type=int, default=d.port, help=f"({d.port}; 0 = any free port)")
     p.add_argument("--name", help="model name in the URLs (the run directory's name)")
@@ -67,6 +74,14 @@ def add_serve(sub: Any) -> None:
         metavar="N",
         help="forward passes at once, one thread each (1)",
     )
+    p.add_argument(
+        "--read-timeout-s",
+        type=float,
+        default=d.read_timeout_s,
+        metavar="S",
+        help=f"a request (headers and body) must arrive within S seconds, else 408 and the "
+        f"connection closes ({d.read_timeout_s:g})",
+    )
     p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (all but health)")
     p.set_defaults(func=_cmd_serve)
 
@@ -80,16 +95,19 @@ def _cmd_serve(a: argparse.Namespace) -> int:
         port=a.port,
         name=a.name or _default_name(a.run),
         backend=a.backend,
+        variant=a.variant,
         max_batch_size=a.max_batch_size,
         max_queue_delay_ms=a.max_queue_delay_ms,
         max_queue=a.max_queue,
         workers=a.workers,
+        read_timeout_s=a.read_timeout_s,
         token=a.token,
     )
+    what = cfg.backend if cfg.variant is None else f"{cfg.variant} on {cfg.backend}"
 
     def announce(url: str) -> None:
         print(
-            f"dlhpc serve: {cfg.name} ({cfg.backend}, batch ≤ {cfg.max_batch_size}) at "
+            f"dlhpc serve: {cfg.name} ({what}, batch ≤ {cfg.max_batch_size}) at "
             f"{url}/v2/models/{cfg.name}  (Ctrl+C or SIGTERM drains and stops)",
             flush=True,
         )

@@ -11,7 +11,9 @@ from typing import Any
 
 # section (data | model | optim | train) → field → value
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
-    # 73.1% vs fastText's 67.4% and Keras's 70.7% on the stdlib-docstring corpus
+    # 73.1% vs fastText's 67.4% and Keras's 70.7% on the stdlib-docstring corpus. Dense
+    # embedding gradients on purpose: sparse ones (SparseAdam) train faster but ~2 points less
+    # accurately here, and fused Adam makes the dense update fast (benchmarks/bag_sparse_cpu_*.md)
     "bag": {
         "optim": {"lr": 5e-2, "schedule": "cosine", "warmup_epochs": 1.0},
         "train": {"batch_size": 256, "epochs": 5},

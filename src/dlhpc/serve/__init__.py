@@ -8,5 +8,6 @@ Image models (UINT8 pixels) and text models (BYTES, UTF-8 strings) alike. Module
 (ServeConfig), ``predictor`` (the Predictor seam: eager, ONNX Runtime; an encoder per input
 kind), ``batcher`` (dynamic batching), ``protocol`` (KServe v2 bodies) + ``inputs`` (the input
 tensor and /predict body per kind), ``app`` + ``middleware`` + ``metrics`` (FastAPI), ``page``
-(the web page at /), ``server`` (uvicorn, draining), ``loadgen`` + ``http1`` (the client).
+(the web page at /), ``server`` (uvicorn, draining) + ``deadline`` (slow clients time out),
+``loadgen`` + ``http1`` (the client).
 """

@@ -15,7 +15,9 @@
 
 Every error is JSON ``{"error": "…"}`` with its status code: 400 bad input, 401 no or wrong
 token, 404 unknown model, 408 slow body, 413 body or texts too large, 503 queue full or shutting
-down (with Retry-After), 504 no answer in time.
+down (with Retry-After), 504 no answer in time. (Under ``dlhpc serve`` the HTTP protocol also
+answers 408 to a request that does not arrive in time and 431 to oversized headers: see
+``dlhpc.serve.deadline``.)
 """
 
 from __future__ import annotations
@@ -33,14 +35,14 @@ import numpy as np
 from fastapi import FastAPI, Request, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dlhpc import __version__
 from dlhpc.serve.batcher import Batcher, Draining, Overloaded, TimedOut
 from dlhpc.serve.config import ServeConfig
 from dlhpc.serve.inputs import input_codec
 from dlhpc.serve.metrics import ServeMetrics
-from dlhpc.serve.middleware import BearerAuth, Observe
+from dlhpc.serve.middleware import BearerAuth, FastPath, Observe, send_json
 from dlhpc.serve.page import HEADERS as PAGE_HEADERS
 from dlhpc.serve.page import render_page
 from dlhpc.serve.predictor import Predictor
@@ -104,32 +106,36 @@ class ServeState:
             raise Problem(504, str(e)) from None
 
 
-async def read_body(request: Request, limit: int, timeout: float) -> bytes:
-    """The whole body, refusing more than ``limit`` bytes (413) or a slow sender (408)."""
-    declared = request.headers.get("content-length")
+async def read_body(scope: Scope, receive: Receive, limit: int, timeout: float) -> bytes:
+    """The whole body, refusing more than ``limit`` bytes (413) or a slow sender (408).
+
+    Plain ASGI ``receive`` (no Starlette Request): this is on every inference's path. The server's
+    protocol has its own read deadline (``dlhpc.serve.deadline``); this one holds under any server.
+    """
+    declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
     if declared is not None:
         if not declared.isdigit():
             raise Problem(400, "bad Content-Length")
         if int(declared) > limit:
-            raise Problem(413, f"body of {declared} bytes is over the limit of {limit}")
+            raise Problem(413, f"body of {declared.decode()} bytes is over the limit of {limit}")
     chunks: list[bytes] = []
     size = 0
-
-    async def receive_all() -> None:
-        nonlocal size
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise Problem(413, f"body is over the limit of {limit} bytes")
-            chunks.append(chunk)
-
     try:
-        await asyncio.wait_for(receive_all(), timeout)
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":  # http.disconnect
+                    raise Problem(400, "the client disconnected")
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise Problem(413, f"body is over the limit of {limit} bytes")
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
     except TimeoutError:
         raise Problem(408, f"the body did not arrive within {timeout:g} s") from None
-    except ClientDisconnect:
-        raise Problem(400, "the client disconnected") from None
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def uploaded_file(request: Request, body: bytes, limit: int) -> bytes:
@@ -171,6 +177,8 @@ def add_info_routes(app: FastAPI, s: ServeState) -> None:
     """The page, health, metadata and metrics: everything but inference."""
     p = s.predictor
     meta = model_metadata(s.cfg.name, p.backend, p.labels, s.codec, s.cfg.max_batch_size)
+    if s.cfg.variant is not None:
+        meta["parameters"]["variant"] = s.cfg.variant  # which of RUN/optimized/ is served
     page = render_page(s.cfg.name, s.codec.kind, s.codec.tensor_metadata())
 
     @app.get("/")
@@ -206,52 +214,68 @@ def add_info_routes(app: FastAPI, s: ServeState) -> None:
         return Response(s.metrics.render(), media_type=s.metrics.content_type)
 
 
-def add_inference_routes(app: FastAPI, s: ServeState) -> None:
+def infer_endpoint(s: ServeState) -> ASGIApp:
+    """``POST /v2/models/NAME/infer`` as a plain ASGI app: the hot path, served past FastAPI's
+    router and dependency machinery (``FastPath``), which cost more than the JSON per request."""
     labels = s.predictor.labels
+    name = s.cfg.name
 
+    async def infer(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            body = await read_body(scope, receive, s.cfg.max_body_bytes, s.cfg.read_timeout_s)
+            req = parse_infer_request(body, s.codec)
+            probs = await s.predict(req.item)
+            status, answer, headers = 200, infer_response(name, req, probs, labels), None
+        except Exception as e:  # the same answers as the app's exception handlers
+            status, answer, headers = error_answer(e)
+        extra = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+        await send_json(send, status, answer, extra)
+
+    return infer
+
+
+def add_inference_routes(app: FastAPI, s: ServeState) -> None:
     @app.post("/v2/models/{model}/infer")
-    async def infer(model: str, request: Request) -> Response:
+    async def infer(model: str) -> Response:
+        # FastPath answers POSTs to this model's URL before the router; the route is here for
+        # other names (404) and other methods (405).
         s.check_model(model)
-        body = await read_body(request, s.cfg.max_body_bytes, s.cfg.body_timeout_s)
-        req = parse_infer_request(body, s.codec)
-        probs = await s.predict(req.item)
-        return json_response(infer_response(model, req, probs, labels))
+        raise Problem(500, "inference must be served by the FastPath middleware")
 
     @app.post("/predict")
     async def predict(request: Request) -> Response:
         start = time.perf_counter()
-        body = await read_body(request, s.cfg.max_body_bytes, s.cfg.body_timeout_s)
+        limit = s.cfg.max_body_bytes
+        body = await read_body(request.scope, request.receive, limit, s.cfg.read_timeout_s)
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("multipart/form-data"):
-            body = await uploaded_file(request, body, s.cfg.max_body_bytes)
+            body = await uploaded_file(request, body, limit)
             content_type = "application/octet-stream"  # a file: its bytes, as they are
         probs = await s.predict(s.codec.from_upload(body, content_type))
-        answer = predict_answer(s.cfg.name, labels, probs)
+        answer = predict_answer(s.cfg.name, s.predictor.labels, probs)
         answer["latency_ms"] = (time.perf_counter() - start) * 1000.0
         return json_response(answer)
 
 
+def error_answer(e: Exception) -> tuple[int, dict[str, str], dict[str, str] | None]:
+    """An exception → (status, JSON body, headers): one place for every route's errors."""
+    if isinstance(e, Problem):
+        return e.status, {"error": str(e)}, e.headers
+    if isinstance(e, BadRequest):
+        return e.status, {"error": str(e)}, None
+    if isinstance(e, HTTPException):
+        return e.status_code, {"error": str(e.detail)}, dict(e.headers or {})
+    log.exception("request failed", exc_info=e)
+    return 500, {"error": f"internal error ({type(e).__name__})"}, None
+
+
 def add_error_handlers(app: FastAPI) -> None:
-    async def problem(_: Request, e: Exception) -> Response:
-        assert isinstance(e, Problem)
-        return json_response({"error": str(e)}, e.status, e.headers)
+    async def handle(_: Request, e: Exception) -> Response:
+        status, answer, headers = error_answer(e)
+        return json_response(answer, status, headers)
 
-    async def bad_request(_: Request, e: Exception) -> Response:
-        assert isinstance(e, BadRequest)
-        return json_response({"error": str(e)}, e.status)
-
-    async def http_error(_: Request, e: Exception) -> Response:
-        assert isinstance(e, HTTPException)
-        return json_response({"error": str(e.detail)}, e.status_code, e.headers)
-
-    async def internal(_: Request, e: Exception) -> Response:
-        log.exception("request failed", exc_info=e)
-        return json_response({"error": f"internal error ({type(e).__name__})"}, 500)
-
-    app.add_exception_handler(Problem, problem)
-    app.add_exception_handler(BadRequest, bad_request)
-    app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(Exception, internal)
+    for kind in (Problem, BadRequest, HTTPException, Exception):
+        app.add_exception_handler(kind, handle)
 
 
 def create_app(predictor: Predictor, cfg: ServeConfig) -> FastAPI:
@@ -282,6 +306,8 @@ def create_app(predictor: Predictor, cfg: ServeConfig) -> FastAPI:
     add_info_routes(app, state)
     add_inference_routes(app, state)
     add_error_handlers(app)
+    path = f"/v2/models/{cfg.name}/infer"
+    app.add_middleware(FastPath, method="POST", path=path, endpoint=infer_endpoint(state))
     app.add_middleware(BearerAuth, token=cfg.token)
     app.add_middleware(Observe, metrics=metrics)  # outermost: counts 401s too
     return app

@@ -104,8 +104,10 @@ class Batcher:
         self._unfinished += 1
         job.future.add_done_callback(self._finished)
         try:
-            # On timeout (or a client that left) wait_for cancels the future: workers skip it.
-            return await asyncio.wait_for(job.future, timeout)
+            # On timeout (or a client that left) the await cancels the future: workers skip it.
+            # (asyncio.timeout, not wait_for: no extra task or future per request.)
+            async with asyncio.timeout(timeout):
+                return await job.future
         except TimeoutError:
             raise TimedOut(f"no answer within {timeout:g} s") from None
 

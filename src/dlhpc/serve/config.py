@@ -6,6 +6,7 @@ cfg = ServeConfig(port=8000, max_batch_size=32, max_queue_delay_ms=2)
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from dlhpc.errors import ConfigError
@@ -25,6 +26,7 @@ class ServeConfig:
     port: int = 8000
     name: str = "model"  # the model's name in the URLs: /v2/models/{name}
     backend: str = "eager"
+    variant: str | None = None  # RUN/optimized/<variant>/ (int8-static, …); None: the run's own
     max_batch_size: int = 32  # samples run together in one forward pass
     max_queue_delay_ms: float = 0.0  # 0: batch what is queued, never wait on an idle server
     max_queue: int = 256  # requests waiting for a batch; beyond it → 503 + Retry-After
@@ -32,7 +34,8 @@ class ServeConfig:
     threads: int | None = None  # intra-op threads per instance ((cores - 1) // workers)
     token: str | None = None  # bearer token that protects all but health
     request_timeout_s: float = 10.0  # queue + compute; beyond it → 504
-    body_timeout_s: float = 10.0  # a client that sends its body slower than this → 408
+    read_timeout_s: float = 10.0  # a request (headers + body) must arrive within it, else 408
+    max_head_bytes: int = 64 * 1024  # request line + headers; more → 431
     max_body_bytes: int = 4 * 1024 * 1024  # → 413
     max_image_pixels: int = 4096 * 4096  # uploaded files to /predict; larger → 400
     max_texts: int = 1024  # text models: strings per request; more → 400
@@ -54,7 +57,8 @@ class ServeConfig:
             "max queue": self.max_queue,
             "workers": self.workers,
             "request timeout": self.request_timeout_s,
-            "body timeout": self.body_timeout_s,
+            "read timeout": self.read_timeout_s,
+            "max head bytes": self.max_head_bytes,
             "max body bytes": self.max_body_bytes,
             "max image pixels": self.max_image_pixels,
             "max texts": self.max_texts,
@@ -65,6 +69,10 @@ class ServeConfig:
         for what, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{what} must be positive, got {value}")
+        if self.variant is not None and not re.fullmatch(
+            r"[A-Za-z0-9][A-Za-z0-9._-]*", self.variant
+        ):
+            raise ConfigError(f"a variant is a folder name in RUN/optimized/, got {self.variant!r}")
         if self.max_queue_delay_ms < 0:
             raise ConfigError(f"max queue delay must be ≥ 0 ms, got {self.max_queue_delay_ms}")
         if self.threads is not None and self.threads <= 0:

@@ -80,14 +80,13 @@ def _pixels(data: Any, bhwc: tuple[int, int, int, int]) -> np.ndarray:
     if len(flat) != count:
         raise BadRequest(f"shape {list(bhwc)} needs {count} elements, got {len(flat)}")
     try:
-        a = np.asarray(flat)
-    except (ValueError, OverflowError):  # a list or an object among the numbers
+        # bytearray() checks each element in C: an int in 0–255 (else ValueError / TypeError),
+        # 4–5× faster than np.asarray + range checks. It would take True as 1: JSON booleans
+        # are refused before, by parse_infer_request.
+        raw = bytearray(flat)
+    except (ValueError, TypeError):
         raise BadRequest("UINT8 data must be integers 0–255") from None
-    if a.dtype.kind not in "iu":
-        raise BadRequest("UINT8 data must be integers 0–255")
-    if count and (a.min() < 0 or a.max() > 255):
-        raise BadRequest("UINT8 data must be integers 0–255")
-    x_BHWC = a.astype(np.uint8).reshape(bhwc)
+    x_BHWC = np.frombuffer(raw, np.uint8).reshape(bhwc)
     return np.ascontiguousarray(x_BHWC.transpose(0, 3, 1, 2))
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -239,6 +240,16 @@ async def _server(client: Http1Pool, url: str, bodies: list[bytes],
 RUNNERS = {"single-stream": _single_stream, "server": _server, "offline": _offline}
 
 
+def _fast_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where installed (~20% less client CPU per request: on a machine the
+    client shares with the server, more of it goes to the server); else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 async def drive(cfg: LoadConfig, url: str, bodies: list[bytes]) -> tuple[Record, float]:
     """Run the scenario; the record and the wall time from the first send to the last answer."""
     n = 1 if cfg.scenario == "single-stream" else cfg.concurrency
@@ -316,7 +327,8 @@ def run_loadgen(cfg: LoadConfig, png: Path | None = None) -> dict[str, Any]:
         url = model_url(client, cfg.url)
         name, dtype, shape = input_tensor(client, url)
     bodies = request_bodies(TENSORS[dtype](name, shape, cfg))
-    rec, wall_s = asyncio.run(drive(cfg, url, bodies))
+    with asyncio.Runner(loop_factory=_fast_loop()) as runner:
+        rec, wall_s = runner.run(drive(cfg, url, bodies))
     report = summarize(cfg, url, rec, wall_s)
     if png is not None:
         report["histogram"] = str(write_histogram(png, rec.latencies_s, report))

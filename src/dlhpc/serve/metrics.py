@@ -6,6 +6,7 @@ curl -s localhost:8000/metrics | grep dlhpc_
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -57,6 +58,7 @@ class ServeMetrics:
         )  # fmt: skip
         self.in_flight = Gauge("dlhpc_in_flight_requests", "requests being answered", registry=r)
         self.ready = Gauge("dlhpc_ready", "1 while the model takes requests", registry=r)
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def on_batch(self, size: int, queue_s: Sequence[float], compute_s: float) -> None:
         self.batch_size.observe(size)
@@ -65,8 +67,17 @@ class ServeMetrics:
             self.queue_time.observe(q)
 
     def on_response(self, method: str, path: str, code: int, seconds: float) -> None:
-        self.requests.labels(method, path, str(code)).inc()
-        self.latency.labels(path).observe(seconds)
+        # labels() takes a lock and builds a key each call: keep the children. The callers bound
+        # the label values (methods, route labels, status codes), so this stays small.
+        key = (method, path, code)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(method, path, str(code)),
+                self.latency.labels(path),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

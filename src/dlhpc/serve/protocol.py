@@ -100,6 +100,19 @@ def flatten(data: list[Any], depth: int = 0) -> list[Any]:
     return [v for d in data for v in flatten(d, depth + 1)]
 
 
+def _holds_bool(data: Any, depth: int = 0) -> bool:
+    """Whether nested lists (at most 4 levels, as ``flatten`` takes) hold a JSON boolean.
+
+    Only looked at when the body has the words: the codecs read data with bytearray() and
+    numpy, to which True is 1.
+    """
+    if isinstance(data, bool):
+        return True
+    if isinstance(data, list) and depth < 4:
+        return any(_holds_bool(d, depth + 1) for d in data)
+    return False
+
+
 def _requested_outputs(req: dict[str, Any]) -> tuple[str, ...]:
     outs = req.get("outputs")
     if outs is None:
@@ -123,6 +136,8 @@ def parse_infer_request(body: bytes, codec: InputCodec) -> InferRequest:
     tensor = inputs[0]
     if not isinstance(tensor.get("name"), str):
         raise BadRequest(f"the input tensor needs a 'name' (this model's is {INPUT_NAME!r})")
+    if (b"true" in body or b"false" in body) and _holds_bool(tensor.get("data")):
+        raise BadRequest("'data' holds true/false: no input of this model is BOOL")
     item = codec.from_tensor(tensor)
     rid = req.get("id")
     if rid is not None and not isinstance(rid, str):

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from dlhpc.errors import ConfigError
 from dlhpc.serve.app import create_app
 from dlhpc.serve.config import ServeConfig
+from dlhpc.serve.deadline import deadline_protocol
 from dlhpc.serve.predictor import load_predictor
 
 
@@ -49,15 +50,19 @@ def uvicorn_config(app: FastAPI, cfg: ServeConfig) -> uvicorn.Config:
         log_level="warning",
         access_log=False,
         lifespan="on",
+        # httptools, plus a read deadline per request (408) and a header size limit (431): slow
+        # clients cannot hold a connection (see dlhpc.serve.deadline)
+        http=deadline_protocol(cfg.read_timeout_s, cfg.max_head_bytes),
+        ws="none",  # no WebSocket routes: upgrade requests are plain requests
+        proxy_headers=False,  # nothing reads the client's address: one layer less per request
         timeout_keep_alive=5,  # idle keep-alive connections close after 5 s
         limit_concurrency=cfg.max_connections,  # beyond it: 503, memory stays bounded
         timeout_graceful_shutdown=math.ceil(cfg.drain_timeout_s),
-        h11_max_incomplete_event_size=64 * 1024,  # request line + headers
     )
 
 
 def build_server(run_dir: Path, cfg: ServeConfig) -> DrainingServer:
-    predictor = load_predictor(run_dir, cfg.backend, cfg.threads_per_worker)
+    predictor = load_predictor(run_dir, cfg.backend, cfg.threads_per_worker, cfg.variant)
     app = create_app(predictor, cfg)
     return DrainingServer(uvicorn_config(app, cfg), app.state.serve.begin_drain)
 
