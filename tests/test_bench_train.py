@@ -65,3 +65,33 @@ def test_the_text_bench_runs_dlhpc_defaults_and_reports_fasttext_skipped(tmp_pat
     assert float(row.split("|")[3]) > 0.2  # test accuracy of a real run, 12 classes
     assert "- fastText: skipped (no --peers-python)" in text
     assert "lstm" not in row and "| dlhpc lstm" not in text  # --model bag runs bag only
+
+
+def test_the_cli_sets_its_openmp_default_unless_the_user_did_and_peers_run_without_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from dlhpc.bench import peer_env
+
+    probe = (
+        "import os, sys, dlhpc.cli; assert 'torch' not in sys.modules; "
+        "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('DLHPC_DEFAULTED'))"
+    )
+    base = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "DLHPC_DEFAULTED")}
+
+    def cli_env(**extra: str) -> str:
+        argv = [sys.executable, "-c", probe]
+        return subprocess.run(argv, env={**base, **extra}, capture_output=True, text=True,
+                              check=True).stdout.strip()  # fmt: skip
+
+    assert cli_env() == "10000 GOMP_SPINCOUNT"  # set before torch (and OpenMP) load
+    assert cli_env(GOMP_SPINCOUNT="5") == "5 None"  # the user's choice stands
+    monkeypatch.setenv("GOMP_SPINCOUNT", "10000")
+    monkeypatch.setenv("DLHPC_DEFAULTED", "GOMP_SPINCOUNT")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    env = peer_env()
+    assert "GOMP_SPINCOUNT" not in env and "DLHPC_DEFAULTED" not in env
+    assert env["OMP_NUM_THREADS"] == "2"

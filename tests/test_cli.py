@@ -19,7 +19,7 @@ FLAGS = {
     "train": {
         "--data", "--val-fraction", "--test-fraction", "--image-size", "--channels", "--augment",
         "--text-column", "--label-column", "--vocab-size", "--cache-dir",
-        "--hidden", "--activation", "--dropout", "--embed-dim", "--units", "--bigrams",
+        "--hidden", "--activation", "--dropout", "--embed-dim", "--units", "--bigrams", "--sparse",
         "--max-length", "--layers", "--heads", "--optimizer", "--lr", "--momentum",
         "--weight-decay", "--schedule", "--warmup-epochs", "--step-epochs", "--gamma",
         "--plateau-patience", "--min-lr", "--epochs", "--batch-size", "--eval-batch-size",

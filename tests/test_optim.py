@@ -28,9 +28,8 @@ from dlhpc.engine.optim import (
     split_sparse_parameters,
 )
 from dlhpc.errors import ConfigError
-from dlhpc.models import ModelConfig, registry
+from dlhpc.models import ModelConfig
 from dlhpc.models.cnn import TutorialCNN
-from dlhpc.models.spec import TextInput
 from dlhpc.models.text import BagClassifier
 
 from .conftest import assert_same_weights
@@ -294,16 +293,10 @@ def text_config(tmp_path: Path, **train: object) -> RunConfig:
 
 
 @pytest.mark.slow
-def test_sparse_bag_resumed_equals_uninterrupted(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_sparse_bag_resumed_equals_uninterrupted(tmp_path: Path) -> None:
     """Stop mid-epoch (step 20 of 2 × 15), resume, and end with bit-identical weights."""
-
-    def sparse_builder(cfg: ModelConfig, inp: TextInput, n: int) -> nn.Module:
-        return BagClassifier(inp.vocab_size, n, cfg.embed_dim, cfg.units, cfg.bigrams, sparse=True)
-
-    monkeypatch.setitem(registry.TEXT_BUILDERS, "bag", sparse_builder)  # bag is dense by default
     cfg = text_config(tmp_path)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, sparse=True))
     whole = train_job(cfg, tmp_path / "whole")
     part = train_job(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=20)),
                      tmp_path / "part")  # fmt: skip
@@ -360,3 +353,20 @@ def test_two_gloo_ranks_with_sparse_gradients_match_one_rank(tmp_path: Path) -> 
     assert one.keys() == two.keys()
     for k in one:
         torch.testing.assert_close(two[k], one[k], rtol=1e-5, atol=1e-6)
+
+
+def test_the_sparse_flag_reaches_the_model_and_the_saved_run(tmp_path: Path) -> None:
+    from dlhpc.cli import main
+    from dlhpc.engine.rundir import load_run
+
+    text_config(tmp_path)  # writes the corpus
+    run = tmp_path / "run"
+    argv = ["train", "bag", "--data", str(tmp_path / "topics"), "--sparse", "--epochs", "1",
+            "--cache-dir", str(tmp_path / "cache"), "--out", str(run), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    loaded = load_run(run)
+    assert loaded.config.model.sparse and loaded.spec.config.sparse
+    bags = [m for m in loaded.model.modules() if isinstance(m, nn.EmbeddingBag)]
+    assert bags and all(m.sparse for m in bags)
+    opt = optim.build_optimizer(OptimConfig(), loaded.model)
+    assert isinstance(opt, optim.SparseDenseOptimizer)

@@ -48,6 +48,7 @@ from typing import Any
 
 import torch
 
+from dlhpc.bench import peer_env
 from dlhpc.fsio import atomic_write_text
 
 # The recommended recipes (see benchmarks/text_cpu_*.md for how they were chosen).
@@ -137,10 +138,12 @@ class Runner:
     skipped: str | None = None
 
 
-def _run_json(argv: list[str], timeout: float) -> tuple[dict[str, Any], float]:
+def _run_json(
+    argv: list[str], timeout: float, env: dict[str, str] | None = None
+) -> tuple[dict[str, Any], float]:
     """Run a process, return the JSON object on its last stdout line and the process seconds."""
     t0 = time.perf_counter()
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, env=env)
     wall = time.perf_counter() - t0
     if p.returncode != 0:
         raise RuntimeError(f"exit {p.returncode}: {p.stderr.strip()[-800:]}")
@@ -181,7 +184,7 @@ def tokenize_seconds(data: Path, cache: Path) -> float:
 
 
 def peer_once(r: Runner, timeout: float) -> dict[str, Any]:
-    out, wall = _run_json(r.argv, timeout)
+    out, wall = _run_json(r.argv, timeout, peer_env())  # as users would run it
     out["process_seconds"] = wall
     return out
 

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dlhpc.bench import peer_env
 from dlhpc.data import DataConfig, load_images
 from dlhpc.engine.env import available_cores
 from dlhpc.engine.flops import device_name
@@ -89,7 +90,8 @@ def run_once(r: Runner, data: Path, work: Path) -> dict[str, Any]:
     out = work / f"run-{time.monotonic_ns()}"
     cmd = [a.replace("{data}", str(data)).replace("{out}", str(out)) for a in r.argv]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    env = peer_env() if r.kind == "peer" else None  # peers run as users would run them
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     process_s = time.perf_counter() - t0
     if proc.returncode != 0:
         return {"skipped": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}

@@ -50,6 +50,9 @@ def add_train(sub: Any) -> None:
     g.add_argument("--units", type=int, default=S, help="text: LSTM units and Dense size (64)")
     g.add_argument("--bigrams", type=int, default=S, metavar="BUCKETS",
                    help="bag: hashed word-bigram buckets (0 = off)")  # fmt: skip
+    g.add_argument("--sparse", action="store_true", default=S,
+                   help="bag: sparse embedding updates (SparseAdam): faster with many "
+                        "bigram buckets, less accurate at the defaults")  # fmt: skip
     g.add_argument("--max-length", type=int, default=S, help="lstm/transformer tokens (256)")
     g.add_argument("--layers", type=int, default=S, help="transformer layers (2)")
     g.add_argument("--heads", type=int, default=S, help="transformer heads (4)")

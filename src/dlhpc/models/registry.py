@@ -36,7 +36,7 @@ def _mlp(cfg: ModelConfig, inp: ImageInput, n: int) -> nn.Module:
 
 
 def _bag(cfg: ModelConfig, inp: TextInput, n: int) -> nn.Module:
-    return BagClassifier(inp.vocab_size, n, cfg.embed_dim, cfg.units, cfg.bigrams)
+    return BagClassifier(inp.vocab_size, n, cfg.embed_dim, cfg.units, cfg.bigrams, cfg.sparse)
 
 
 def _lstm(cfg: ModelConfig, inp: TextInput, n: int) -> nn.Module:

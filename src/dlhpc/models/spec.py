@@ -21,6 +21,7 @@ class ModelConfig:
     embed_dim: int = 64  # text: the tutorial's Embedding(10000, 64)
     units: int = 64  # text: LSTM units / the Dense(64) before the output
     bigrams: int = 0  # bag: hashed word-bigram buckets (fastText's trick); 0 = off
+    sparse: bool = False  # bag: sparse embedding gradients, the table stepped by SparseAdam
     max_length: int = 256  # lstm, transformer: tokens kept per text
     layers: int = 2  # transformer
     heads: int = 4  # transformer
