@@ -157,3 +157,32 @@ def test_bench_peak_reports_a_known_gpus_datasheet(capsys: pytest.CaptureFixture
     assert r["bfloat16_gflops"] > r["float32_gflops"] > 1000  # GFLOP/s
     if "datasheet" in r:
         assert 0.2 < r["bfloat16_of_datasheet"] < 1.2
+
+
+@cuda
+def test_a_resumed_gpu_run_equals_an_uninterrupted_one(tmp_path: Path) -> None:
+    """Fused Adam on channels-last weights, stopped mid-epoch and resumed: bit-identical."""
+    from tests.conftest import assert_same_weights
+
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        cfg = _cnn(epochs=2)
+        whole = train_job(cfg, tmp_path / "whole")
+        stop = dataclasses.replace(cfg.train, max_steps=15)  # 12 steps per epoch: mid-epoch 2
+        part = train_job(dataclasses.replace(cfg, train=stop), tmp_path / "part")
+        assert part.stopped_by == "max_steps"
+        go_on = {"max_steps": None}
+        resumed = train_job(None, tmp_path / "part", resume=True, train_overrides=go_on)
+    finally:
+        torch.backends.cudnn.deterministic = False
+    assert whole.summary is not None and resumed.summary is not None
+    assert_same_weights(tmp_path / "whole", tmp_path / "part")
+
+
+@cuda
+def test_a_sparse_bag_trains_on_the_gpu(tmp_path: Path) -> None:
+    data = DataConfig(str(_corpus(tmp_path)), test_fraction=0.2, cache_dir=str(tmp_path / "c"))
+    train = TrainConfig(epochs=2, quiet=True, device="cuda", batch_size=32)
+    cfg = RunConfig(data, ModelConfig("bag", sparse=True), OptimConfig(), train)
+    out = train_job(cfg, tmp_path / "bag")
+    assert out.summary is not None and out.summary["test_accuracy"] > 0.9
