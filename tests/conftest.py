@@ -23,6 +23,14 @@ def tiny_config(model: str = "mlp", **train: object) -> RunConfig:
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Measured peaks and other caches of the tests stay out of the user's ~/.cache."""
+    import os
+
+    os.environ.setdefault("DLHPC_CACHE", str(tmp_path_factory.mktemp("dlhpc-cache")))
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from dlhpc.engine.jobs import train_job

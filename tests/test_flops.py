@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from dlhpc.cli import main
 from dlhpc.data.batches import ImageBatches
+from dlhpc.engine import flops
 from dlhpc.engine.flops import count_train_flops, measure_peak
 from dlhpc.models import ImageInput, ModelConfig, ModelSpec, build_model
 
@@ -46,3 +49,33 @@ def test_summary_reports_flops_and_mfu(trained_run) -> None:  # type: ignore[no-
     assert s["achieved_flops"] == pytest.approx(
         s["flops_per_sample"] * s["samples_per_second"], rel=1e-3
     )
+
+
+def test_a_measured_peak_is_reused_by_later_runs_until_it_is_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DLHPC_CACHE", str(tmp_path / "cache"))
+    calls: list[torch.dtype] = []
+
+    def fake_measure(device: torch.device, dtype: torch.dtype = torch.float32) -> float:
+        calls.append(dtype)
+        return 1e9 * len(calls)
+
+    monkeypatch.setattr(flops, "measure_peak", fake_measure)
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(flops, "_MEASURED", {})
+    first = flops.measured_peak(cpu)
+    assert first["flops"] == 1e9 and calls == [torch.float32]
+    monkeypatch.setattr(flops, "_MEASURED", {})  # a later process: the file answers
+    assert flops.measured_peak(cpu)["flops"] == 1e9 and len(calls) == 1
+    assert flops.measured_peak(cpu, torch.bfloat16)["flops"] == 2e9  # another key: measured
+    cached = json.loads(flops.peak_cache_file().read_text())
+    assert len(cached) == 2
+    monkeypatch.setattr(flops, "_MEASURED", {})
+    later = time.time() + flops.PEAK_TTL_S + 1
+    monkeypatch.setattr(flops.time, "time", lambda: later)
+    assert flops.measured_peak(cpu)["flops"] == 3e9  # stale: measured again, others dropped
+    assert len(json.loads(flops.peak_cache_file().read_text())) == 1
+    flops.peak_cache_file().write_text("{not json")
+    monkeypatch.setattr(flops, "_MEASURED", {})
+    assert flops.measured_peak(cpu)["flops"] == 4e9  # a broken cache is measured over

@@ -1,14 +1,17 @@
 """FLOPs per training sample (counted, not estimated) and this machine's measured GEMM peak.
 
     flops = count_train_flops(model, batches, 64)      # forward + backward, per sample
-    peak = measured_peak(torch.device("cpu"), threads=2)
+    peak = measured_peak(torch.device("cpu"))           # {"flops": …, "measured": …}
 
 ``mfu`` (model FLOPs utilisation) = flops per sample × samples/s ÷ peak. The peak is a
-measurement of large fp32 matrix multiplies on this device with these threads (≈ 0.6 s).
+measurement of large matrix multiplies on this device with these threads (≈ 0.6 s per dtype),
+kept for ``PEAK_TTL_S`` in a small cache file that later runs read.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import platform
 import time
 from pathlib import Path
@@ -20,6 +23,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from dlhpc.data.batches import Batches
+from dlhpc.errors import DlhpcError
+from dlhpc.fsio import atomic_write_json, read_json
 
 
 def count_train_flops(model: nn.Module, data: Batches, batch_size: int) -> float:
@@ -93,22 +98,48 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-_MEASURED: dict[tuple[str, int, str], dict[str, Any]] = {}
+PEAK_TTL_S = 900.0  # later runs on this machine reuse a measured peak for this long
+_MEASURED: dict[str, dict[str, Any]] = {}
+
+
+def peak_cache_file() -> Path:
+    """Where measured peaks are kept between runs (``$DLHPC_CACHE`` or ~/.cache/dlhpc)."""
+    root = os.environ.get("DLHPC_CACHE") or Path.home() / ".cache" / "dlhpc"
+    return Path(root) / "peak.json"
 
 
 def measured_peak(device: torch.device, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
-    """This device's GEMM peak with the current threads, measured once per process.
+    """This device's GEMM peak with the current threads: measured once per process, and reused
+    by later processes for ``PEAK_TTL_S`` seconds (≈ 1 s saved per run: the peak is a property
+    of the machine, and within minutes the same load). Keyed by device, threads, dtype and torch
+    version; an unreadable cache is measured over, never an error."""
+    threads = torch.get_num_threads()
+    name = device_name(device)
+    key = f"{name}|{device.type}|{threads}|{dtype}|{torch.__version__}"
+    if key in _MEASURED:
+        return dict(_MEASURED[key])
+    path = peak_cache_file()
+    try:
+        cached = read_json(path)
+    except (OSError, ValueError, DlhpcError):
+        cached = {}
 
-    Measured in the same conditions as the run it is compared with (a shared machine's load
-    changes both alike), never read from a stale file.
-    """
-    key = (str(device), torch.get_num_threads(), str(dtype))
-    if key not in _MEASURED:
-        _MEASURED[key] = {
+    def fresh(v: Any) -> bool:
+        return isinstance(v, dict) and 0 <= time.time() - float(v.get("at", 0)) < PEAK_TTL_S
+
+    others = {k: v for k, v in cached.items() if fresh(v)} if isinstance(cached, dict) else {}
+    entry = others.get(key)
+    if entry is None:
+        entry = {
             "flops": measure_peak(device, dtype),
-            "device": device_name(device),
-            "threads": torch.get_num_threads(),
+            "device": name,
+            "threads": threads,
             "dtype": str(dtype).removeprefix("torch."),
             "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "at": time.time(),
         }
-    return dict(_MEASURED[key])
+        with contextlib.suppress(OSError):  # a read-only home: measured again next time
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(path, {**others, key: entry})
+    _MEASURED[key] = entry
+    return dict(entry)
