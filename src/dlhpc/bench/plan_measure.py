@@ -191,15 +191,17 @@ def count_step_ops(
 ) -> int:
     """Top-level ops with a kernel in one training step (a copy of ``model``; profiled).
 
-    The optimizer runs multi-tensor (``foreach``), as it does by default on a GPU, so the count
-    is what a GPU would launch, give or take fused kernels.
+    The optimizer is the one training builds (fused Adam on CPU and GPU); an optimizer without a
+    fused kernel runs multi-tensor (``foreach``), as on a GPU, so the count is what a GPU would
+    launch.
     """
     from torch.profiler import ProfilerActivity, profile
 
     twin = copy.deepcopy(model)
     optimizer = build_optimizer(optim_cfg, twin)
     for group in optimizer.param_groups:
-        group["foreach"] = True
+        if not group.get("fused"):
+            group["foreach"] = True
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
