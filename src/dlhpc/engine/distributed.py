@@ -85,7 +85,13 @@ class Dist:
         if not self.active:
             return model
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        # Buffers that training does not change (InputNorm's constants) need no broadcast
+        # before every forward, a collective per step; running statistics (BatchNorm) do.
+        # Gradients live in DDP's buckets: no copy between them and ``.grad``.
+        running = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+        return nn.parallel.DistributedDataParallel(
+            model, device_ids=ids, broadcast_buffers=running, gradient_as_bucket_view=True
+        )
 
     def close(self) -> None:
         if self.active:
