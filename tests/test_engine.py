@@ -210,8 +210,8 @@ def test_precision_auto_is_fp32_on_cpu_and_compile_wraps(
 ) -> None:
     from dlhpc.engine import loop
 
-    assert loop.resolve_precision("auto", torch.device("cpu")) == "fp32"
-    assert loop.resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    assert loop.resolve_precision("auto") == "fp32"
+    assert loop.resolve_precision("bf16") == "bf16"
     seen: list[object] = []
 
     def fake_compile(net: torch.nn.Module) -> torch.nn.Module:

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from dlhpc.engine.env import available_cores
-from dlhpc.engine.flops import device_name
+from dlhpc.engine.flops import cpu_name
 from dlhpc.fsio import atomic_write, atomic_write_text
 
 
@@ -131,7 +131,7 @@ def write_report(result: dict[str, Any], out_dir: Path, command: str) -> Path:
         f"# Scaling: {result['model']} on {result['data']} — ranks × threads", "",
         f"Date: {time.strftime('%Y-%m-%d')}. Command: `{command}`.", "",
         "## Hardware and versions", "",
-        f"- CPU: {_cpu_name()} ({available_cores()} cores available)",
+        f"- CPU: {cpu_name()} ({available_cores()} cores available)",
         f"- Python {platform.python_version()}, torch {torch.__version__}, gloo backend", "",
         "## Config", "",
         f"- model `{result['model']}`, data `{result['data']}`, {result['epochs']} epochs, "
@@ -158,7 +158,3 @@ def write_report(result: dict[str, Any], out_dir: Path, command: str) -> Path:
     path = out_dir / f"{name}.md"
     atomic_write_text(path, "\n".join(lines))
     return path
-
-
-def _cpu_name() -> str:
-    return device_name(torch.device("cpu"))

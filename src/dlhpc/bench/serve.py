@@ -39,9 +39,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from dlhpc.engine.flops import device_name
+from dlhpc.engine.flops import cpu_name
 from dlhpc.fsio import atomic_write_text
 from dlhpc.serve.loadgen import LoadConfig, run_loadgen
 from dlhpc.serve.predictor import ONNX_FILE
@@ -186,10 +184,6 @@ def bench_run(
     return {"run": str(run), "setups": [s.__dict__ for s in setups], "results": results}
 
 
-def _cpu_name() -> str:
-    return device_name(torch.device("cpu"))
-
-
 def _versions() -> str:
     names = ("torch", "onnxruntime", "fastapi", "uvicorn", "httptools", "uvloop", "numpy")
     found = []
@@ -275,7 +269,7 @@ def write_report(out: Path, sections: list[dict[str, Any]], args: argparse.Names
     head = [
         "# Serving: dynamic batching on vs off, eager vs ONNX Runtime (CPU)",
         "",
-        f"- Hardware: {_cpu_name()}, {os.cpu_count()} cores visible; client and server share them.",
+        f"- Hardware: {cpu_name()}, {os.cpu_count()} cores visible; client and server share them.",
         f"- Load average before / after: {load[0]:.2f} / {load[1]:.2f} (a shared machine).",
         f"- Versions: {_versions()}.",
         f"- Config: `dlhpc serve RUN --max-batch-size 32|1 --max-queue-delay-ms 0 "

@@ -37,7 +37,7 @@ import torch
 from dlhpc.bench import peer_env
 from dlhpc.data import DataConfig, load_images
 from dlhpc.engine.env import available_cores
-from dlhpc.engine.flops import device_name
+from dlhpc.engine.flops import cpu_name, device_name
 from dlhpc.fsio import atomic_write, atomic_write_text
 
 PEERS = Path(__file__).parent / "peers"
@@ -202,7 +202,7 @@ def write_report(result: dict[str, Any], out_dir: Path, command: str) -> Path:
         "## Hardware and versions", "",
         *([f"- GPU: {result['device_name']} (every runner trains on it)"]
           if result.get("device", "cpu") != "cpu" else []),
-        f"- CPU: {_cpu_name()}, {available_cores()} cores available; {result['threads']} thread(s) "
+        f"- CPU: {cpu_name()}, {available_cores()} cores available; {result['threads']} thread(s) "
         "for every runner",
         f"- Python {platform.python_version()}, torch {torch.__version__}; peers from "
         f"`{result['peers_python'] or 'not given'}`", "",
@@ -238,10 +238,6 @@ def write_report(result: dict[str, Any], out_dir: Path, command: str) -> Path:
     path = out_dir / f"{name}.md"
     atomic_write_text(path, "\n".join(lines))
     return path
-
-
-def _cpu_name() -> str:
-    return device_name(torch.device("cpu"))
 
 
 def hardware_tag(device: str) -> str:

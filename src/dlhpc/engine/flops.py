@@ -50,6 +50,10 @@ def count_train_flops(model: nn.Module, data: Batches, batch_size: int) -> float
     return float(counter.get_total_flops()) / n
 
 
+def cpu_name() -> str:
+    return device_name(torch.device("cpu"))
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)

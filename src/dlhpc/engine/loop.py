@@ -95,12 +95,11 @@ class FitResult:
     stopped_by: str | None  # None: finished; "max_steps" or a signal name: resumable
 
 
-def resolve_precision(requested: str, device: torch.device) -> str:
+def resolve_precision(requested: str) -> str:
     """``auto`` is fp32 on every device, by measurement: on an H200, bf16 autocast made the
-    tutorial CNN 0.69–0.76× as fast as fp32 at batch 128–1024 (its layers are too small for
+    tutorial CNN 0.69–0.90× as fast as fp32 at batch 128–1024 (its layers are too small for
     tensor-core gains to pay for the casts; benchmarks/gpu_sweep_nvidia-h200_20261128.md), and
     a CPU without bf16 arithmetic emulates it. ``--precision bf16`` stays one flag away."""
-    del device  # the measured answer is the same on both device types today
     return "fp32" if requested == "auto" else requested
 
 
@@ -248,7 +247,7 @@ def fit(
     net = dist.wrap(model)
     if cfg.compile:  # compiled lazily, on the first step
         net = torch.compile(net)  # type: ignore[assignment]
-    bf16 = resolve_precision(cfg.precision, train.y.device) == "bf16"
+    bf16 = resolve_precision(cfg.precision) == "bf16"
     f = _Fit(model, net, train, evals, num_classes, cfg, optimizer, schedule, st, dist,
              run_dir, augment, bf16=bf16, prior_wall=st.wall_seconds)  # fmt: skip
     stopped_by: str | None = None

@@ -156,7 +156,25 @@ def _softmax(logits_NK: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)  # type: ignore[no-any-return]
 
 
-class EagerPredictor:
+class _SpecPredictor:
+    """What every backend reads from the run's spec and encoder."""
+
+    spec: ModelSpec
+    encoder: Encoder
+
+    @property
+    def input(self) -> ModelInput:
+        return self.spec.input
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.spec.labels
+
+    def join(self, items: Sequence[Any]) -> Any:
+        return self.encoder.join(items)
+
+
+class EagerPredictor(_SpecPredictor):
     """The run's PyTorch model on CPU, under ``torch.inference_mode``."""
 
     backend = "eager"
@@ -177,17 +195,6 @@ class EagerPredictor:
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         return cls(model, spec, build_encoder(model_dir, spec))
 
-    @property
-    def input(self) -> ModelInput:
-        return self.spec.input
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return self.spec.labels
-
-    def join(self, items: Sequence[Any]) -> Any:
-        return self.encoder.join(items)
-
     def predict(self, batch: Any) -> np.ndarray:
         args = [torch.from_numpy(a) for a in self.encoder.encode(batch)]
         with torch.inference_mode():
@@ -205,7 +212,7 @@ _ORT_TYPES = {
 }
 
 
-class OnnxPredictor:
+class OnnxPredictor(_SpecPredictor):
     """``RUN/optimized/onnx/model.onnx`` on ONNX Runtime (CPU); labels from ``RUN/model.json``.
 
     The graph's inputs take the encoder's arguments in order — image graphs ``pixels``
@@ -261,17 +268,6 @@ class OnnxPredictor:
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise ConfigError(f"{path}: not a loadable ONNX model ({first})") from None
         return cls(session, spec, encoder)
-
-    @property
-    def input(self) -> ModelInput:
-        return self.spec.input
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return self.spec.labels
-
-    def join(self, items: Sequence[Any]) -> Any:
-        return self.encoder.join(items)
 
     def predict(self, batch: Any) -> np.ndarray:
         args = self.encoder.encode(batch)
