@@ -33,6 +33,33 @@ def test_cnn_forward_shape_and_feature_map() -> None:
     assert cnn_feature_side(28) == 3
 
 
+def test_cnn_is_the_tutorials_conv_relu_pool_order_in_values_and_gradients() -> None:
+    # The model pools before its ReLU (cheaper); the tutorial's Keras layers apply the ReLU
+    # first. Both orders must give the same logits and the same gradients, ties included.
+    torch.manual_seed(0)
+    net = TutorialCNN(1, 28, 28, 10).to(memory_format=torch.channels_last)
+    x = torch.randn(16, 1, 28, 28)
+    x[:, :, :4] = 0.0  # flat regions: pooling windows with tied maxima
+
+    def keras_order(x_NCHW: torch.Tensor) -> torch.Tensor:
+        pool, relu = torch.nn.functional.max_pool2d, torch.relu
+        h = pool(relu(net.conv1(x_NCHW)), 2)
+        h = pool(relu(net.conv2(h)), 2)
+        h = relu(net.conv3(h))
+        return net.fc2(relu(net.fc1(torch.flatten(h, 1))))
+
+    grads = []
+    for forward in (net, keras_order):
+        net.zero_grad()
+        out = forward(x)
+        out.square().sum().backward()
+        grads.append((out.detach(), [p.grad.clone() for p in net.parameters()]))
+    (out_a, g_a), (out_b, g_b) = grads
+    assert torch.equal(out_a, out_b)
+    for a, b in zip(g_a, g_b, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize(("c", "h", "w", "k"), [(3, 32, 32, 7), (1, 64, 40, 2), (3, 18, 18, 3)])
 def test_cnn_adapts_to_other_sizes_and_channels(c: int, h: int, w: int, k: int) -> None:
     model = build_model(spec("cnn", c, h, w, k))
