@@ -33,6 +33,45 @@ def test_cnn_training_flops_match_the_hand_count() -> None:
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
+@pytest.mark.parametrize("name", ["bag", "lstm", "transformer"])
+def test_the_count_is_flop_counter_modes(name: str) -> None:
+    # count_train_flops enters PyTorch's FlopCounterMode without its torch._dynamo import: the
+    # same formulas must give the same total as the stock context manager.
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from dlhpc.data.batches import gather_ragged
+    from dlhpc.models import TextInput
+
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(ModelConfig(name, embed_dim=16, units=16, bigrams=31),
+                                  TextInput(vocab_size=60), ("a", "b", "c")))  # fmt: skip
+    lengths = torch.randint(1, 12, (8,))
+    corpus_offsets = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
+    corpus_ids = torch.randint(2, 60, (int(corpus_offsets[-1]),))
+    y = torch.randint(0, 3, (8,))
+
+    class Texts:
+        index_device = torch.device("cpu")
+
+        def __len__(self) -> int:
+            return 8
+
+        def inputs(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            return gather_ragged(corpus_ids, corpus_offsets, idx)
+
+        def labels(self, idx: torch.Tensor) -> torch.Tensor:
+            return y[idx]
+
+    data = Texts()
+    with FlopCounterMode(display=False) as stock:
+        loss = torch.nn.functional.cross_entropy(model(*data.inputs(torch.arange(8))),
+                                                 data.labels(torch.arange(8)))  # fmt: skip
+        loss.backward()  # type: ignore[no-untyped-call]
+    model.zero_grad(set_to_none=True)
+    assert stock.get_total_flops() > 0
+    assert count_train_flops(model, data, 8) == stock.get_total_flops() / 8
+
+
 def test_peak_is_a_positive_rate() -> None:
     assert measure_peak(torch.device("cpu"), seconds=0.05) > 1e8  # any CPU does > 0.1 GFLOP/s
 

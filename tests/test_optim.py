@@ -68,7 +68,8 @@ def test_sparse_table_gets_sparse_adam_and_the_rest_the_configured_optimizer(nam
     assert isinstance(opt, SparseDenseOptimizer)
     dense, sparse = opt.parts
     assert isinstance(sparse, torch.optim.SparseAdam)
-    assert type(dense).__name__.lower() == name
+    kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[name]
+    assert isinstance(dense, kind) and (name == "adamw") == isinstance(dense, torch.optim.AdamW)
     assert [p for g in sparse.param_groups for p in g["params"]] == [model.embedding.weight]
     assert {id(p) for g in dense.param_groups for p in g["params"]} == {
         id(p) for p in model.dense_parameters()
@@ -273,6 +274,52 @@ def test_a_channels_last_weight_resumes_bit_identically(
         assert torch.equal(v, params(resumed)[k]), k
 
 
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_fused_adam_is_torch_fused_adam_bit_for_bit(name: str) -> None:
+    """engine.fused_adam calls the kernels torch.optim.Adam(fused=True) calls: identical
+    weights and state after steps on a channels-last conv, a float64 and a grad-less tensor,
+    and state dicts that load into each other and keep training identically."""
+    from dlhpc.engine.fused_adam import FusedAdam, FusedAdamW
+
+    def make() -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        conv = torch.randn(8, 3, 3, 3).contiguous(memory_format=torch.channels_last)
+        return [t.requires_grad_() for t in (conv, torch.randn(5, dtype=torch.float64),
+                                             torch.randn(4))]  # fmt: skip
+
+    def run(opt: torch.optim.Optimizer, ps: list[torch.Tensor], seeds: range) -> None:
+        for s in seeds:
+            g = torch.Generator().manual_seed(s)
+            opt.zero_grad()
+            loss = (ps[0] * torch.rand(ps[0].shape, generator=g)).sum() + ps[1].square().sum()
+            loss.backward()  # type: ignore[no-untyped-call]  # ps[2] gets no gradient
+            opt.step()
+
+    stock_cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
+    ours_cls = FusedAdamW if name == "adamw" else FusedAdam
+    mine, theirs = make(), make()
+    ours = ours_cls(mine, lr=0.05, weight_decay=0.1)
+    stock = stock_cls(theirs, lr=0.05, weight_decay=0.1, fused=True)
+    assert isinstance(ours, stock_cls) and (name == "adam") != isinstance(ours, torch.optim.AdamW)
+    run(ours, mine, range(3))
+    run(stock, theirs, range(3))
+    assert all(torch.equal(a, b) for a, b in zip(mine, theirs, strict=True))
+    a, b = ours.state_dict(), stock.state_dict()
+    assert a["param_groups"] == b["param_groups"]
+    assert a["state"].keys() == b["state"].keys() == {0, 1}
+    for i, st in b["state"].items():
+        assert all(torch.equal(a["state"][i][k], v) for k, v in st.items())
+    # cross-load: each continues from the other's state
+    ours.load_state_dict(b)
+    stock.load_state_dict(a)
+    run(ours, mine, range(3, 6))
+    run(stock, theirs, range(3, 6))
+    assert all(torch.equal(a, b) for a, b in zip(mine, theirs, strict=True))
+    assert ours.state[mine[0]]["exp_avg"].stride() == mine[0].stride()
+    with pytest.raises(ValueError, match="parameter groups"):
+        ours.load_state_dict({"state": {}, "param_groups": []})
+
+
 # --------------------------------------------------------------------------- end to end
 
 
@@ -370,3 +417,26 @@ def test_the_sparse_flag_reaches_the_model_and_the_saved_run(tmp_path: Path) -> 
     assert bags and all(m.sparse for m in bags)
     opt = optim.build_optimizer(OptimConfig(), loaded.model)
     assert isinstance(opt, optim.SparseDenseOptimizer)
+
+
+def test_a_training_process_never_loads_torch_dynamo(tmp_path: Path) -> None:
+    """torch.optim's optimizers and FlopCounterMode import torch._dynamo on first use (≈ 2 s
+    per process); dlhpc's default training path must not — it never compiles."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "topics"
+    data.mkdir()
+    write_csv(data / "train.csv", corpus(300, 0))
+    write_csv(data / "test.csv", corpus(100, 1))
+    script = (
+        "import sys; from dlhpc.cli import main; "
+        f"rc = main(['train', 'bag', '--data', {str(data)!r}, '--out', {str(tmp_path / 'run')!r}, "
+        "'--epochs', '1', '--threads', '1', '--quiet']); "
+        "print(rc, 'torch._dynamo' in sys.modules, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300, check=True).stdout.split()  # fmt: skip
+    assert out[-3:] == ["0", "False", "True"]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["flops_per_sample"] > 0  # counted, and the fused optimizer stepped

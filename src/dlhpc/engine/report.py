@@ -10,14 +10,20 @@ import torch
 from dlhpc.fsio import atomic_write, atomic_write_text
 
 
+def _figure(**kw: Any) -> Any:
+    """A matplotlib figure drawn by Agg, without pyplot (its import and global state are
+    ≈ 0.2 s of every training run's report)."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kw)
+
+
 def _plot_curves(path: Path, history: list[dict[str, Any]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     epochs = [h["epoch"] for h in history]
-    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = _figure(figsize=(10, 3.8))
+    ax_l, ax_a = fig.subplots(1, 2)
+    # Fixed margins (the labels are fixed): tight_layout would draw the figure twice.
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.14, top=0.9, wspace=0.22)
     for split in ("train", "val", "test"):
         if f"{split}_loss" in history[0]:
             ax_l.plot(epochs, [h[f"{split}_loss"] for h in history], marker="o", label=split)
@@ -27,19 +33,13 @@ def _plot_curves(path: Path, history: list[dict[str, Any]]) -> None:
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
 
 
 def _plot_confusion(path: Path, confusion: torch.Tensor, labels: list[str]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     k = len(labels)
-    fig, ax = plt.subplots(figsize=(1.5 + 0.45 * k, 1.2 + 0.45 * k))
+    fig = _figure(figsize=(1.5 + 0.45 * k, 1.2 + 0.45 * k))
+    ax = fig.subplots()
     ax.imshow(confusion.numpy(), cmap="Blues")
     ax.set_xticks(range(k), labels, rotation=90 if k > 12 else 0)
     ax.set_yticks(range(k), labels)
@@ -52,9 +52,8 @@ def _plot_confusion(path: Path, confusion: torch.Tensor, labels: list[str]) -> N
                 v = int(confusion[i, j])
                 color = "white" if v > vmax / 2 else "black"
                 ax.text(j, i, str(v), ha="center", va="center", fontsize=7, color=color)
-    fig.tight_layout()
+    fig.tight_layout()  # class names of any length
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
 
 
 def write_report(

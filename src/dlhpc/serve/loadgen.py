@@ -23,15 +23,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
 import numpy as np
 
 from dlhpc.errors import ConfigError
 from dlhpc.fsio import atomic_write
 from dlhpc.serve.http1 import Http1Pool, ProtocolError
+
+if TYPE_CHECKING:  # httpx is imported where used: `dlhpc --help` and every parser skip it
+    import httpx
 
 SCENARIOS = ("single-stream", "server", "offline")
 
@@ -77,6 +79,8 @@ class Record:
 
 def model_url(client: httpx.Client, url: str) -> str:
     """``…/v2/models/NAME``: as given, or the one model a dlhpc server lists at ``/v2``."""
+    import httpx
+
     url = url.rstrip("/")
     if "/v2/models/" in url:
         return url
@@ -95,6 +99,8 @@ def model_url(client: httpx.Client, url: str) -> str:
 
 def input_tensor(client: httpx.Client, url: str) -> tuple[str, str, list[int]]:
     """The input tensor's name, datatype and shape (first dim -1) from the model metadata."""
+    import httpx
+
     try:
         r = client.get(url)
     except httpx.HTTPError as e:
@@ -322,6 +328,8 @@ def write_histogram(path: Path, latencies_s: list[float], report: dict[str, Any]
 
 def run_loadgen(cfg: LoadConfig, png: Path | None = None) -> dict[str, Any]:
     """Drive the server with ``cfg``'s scenario; the report dict (and the PNG when asked)."""
+    import httpx
+
     headers = {"authorization": f"Bearer {cfg.token}"} if cfg.token else {}
     with httpx.Client(timeout=cfg.timeout_s, headers=headers) as client:
         url = model_url(client, cfg.url)
