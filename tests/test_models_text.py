@@ -157,6 +157,31 @@ def test_lstm_batch_equals_each_sequence_alone_and_a_manual_lstm() -> None:
         torch.testing.assert_close(batch[i : i + 1], manual, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("max_len", [None, 4])
+def test_lstm_padded_and_packed_runs_agree_in_values_and_gradients(
+    max_len: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The padded batch (oneDNN's fused LSTM) and the packed sequence give the same logits and
+    gradients, whatever the padding, with empty and truncated sequences in the batch."""
+    import dlhpc.models.text as text
+
+    seqs = [*random_seqs(3, batch=9), [], [7] * 12]
+    ids, offsets = to_csr(seqs)
+    results = []
+    for work in (float("inf"), 0.0):  # always padded, always packed
+        monkeypatch.setattr(text, "PADDED_LSTM_MAX_WORK", work)
+        torch.manual_seed(0)
+        model = LSTMClassifier(50, 4, embed_dim=8, units=6, hidden=5, max_len=max_len)
+        logits = model(ids, offsets)
+        logits.square().sum().backward()  # type: ignore[no-untyped-call]
+        results.append((logits.detach(), {k: p.grad for k, p in model.named_parameters()}))
+    (padded, g_padded), (packed, g_packed) = results
+    torch.testing.assert_close(padded, packed, atol=1e-6, rtol=1e-5)
+    for k, g in g_packed.items():
+        assert g is not None and g.abs().sum() > 0, k
+        torch.testing.assert_close(g_padded[k], g, atol=1e-5, rtol=1e-4, msg=k)
+
+
 def test_lstm_truncates_and_handles_empty_sequences() -> None:
     torch.manual_seed(0)
     model = LSTMClassifier(50, 3, embed_dim=8, units=6, hidden=5, max_len=3).eval()
