@@ -29,6 +29,7 @@ from dlhpc.engine.env import ClusterEnv, detect_env, first_host, resolve_threads
 from dlhpc.engine.evaluate import evaluate
 from dlhpc.errors import ConfigError, DlhpcError
 from dlhpc.models import ModelConfig
+from dlhpc.models.cnn import TutorialCNN
 
 TRAIN = ["train", "mlp", "--data", "digits", "--hidden", "32", "--augment", "none",
          "--batch-size", "64", "--threads", "1", "--quiet", "--json"]  # fmt: skip
@@ -76,6 +77,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def test_ddp_buckets_are_a_quarter_of_the_gradients_within_bounds() -> None:
+    from dlhpc.engine.distributed import DDP_BUCKET_MB, MIN_BUCKET_MB, bucket_cap_mb
+
+    cnn = TutorialCNN(1, 28, 28, 10)  # 93,322 fp32 parameters: 373 kB
+    assert bucket_cap_mb(cnn) == pytest.approx(93_322 * 4 / 2**20 / 4)
+    frozen = TutorialCNN(1, 28, 28, 10).requires_grad_(False)
+    assert bucket_cap_mb(frozen) == MIN_BUCKET_MB
+    assert bucket_cap_mb(torch.nn.Linear(4096, 8192)) == DDP_BUCKET_MB  # 128 MB of weights
+
+
 def _eval_worker(rank: int, world: int, port: int, out: str) -> None:
     torch.set_num_threads(1)
     env = ClusterEnv(rank=rank, world_size=world, master_port=port, local_world_size=world)
@@ -114,6 +125,7 @@ def test_two_ranks_match_one_rank_and_only_rank_0_writes(tmp_path: Path) -> None
     assert one.returncode == 0, one.stderr
     assert two.returncode == 0, two.stderr
     assert json.loads(two.stdout.strip().splitlines()[-1])["stopped_by"] == "max_steps"
+    assert "Warning" not in two.stderr, two.stderr  # e.g. DDP's deprecated-flag warning per rank
     a, b = weights(tmp_path / "one" / CHECKPOINT), weights(tmp_path / "two" / CHECKPOINT)
     assert a.keys() == b.keys()
     for k in a:
