@@ -493,6 +493,15 @@ def test_random_affine_is_a_small_transform_not_the_identity(blobs: torch.Tensor
     assert bool(((mass > 0.7) & (mass < 1.4)).all()), mass
 
 
+@pytest.mark.parametrize(("h", "w"), [(28, 28), (5, 9)])
+def test_affine_grid_is_pytorchs(h: int, w: int) -> None:
+    from dlhpc.data.augment import affine_grid
+
+    theta = torch.randn(6, 2, 3, generator=torch.Generator().manual_seed(0))
+    want = torch.nn.functional.affine_grid(theta, [6, 3, h, w], align_corners=False)
+    torch.testing.assert_close(affine_grid(theta, h, w), want, rtol=0, atol=2e-6)
+
+
 # ---------------------------------------------------------------- decode_image_files
 
 

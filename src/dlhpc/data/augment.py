@@ -43,5 +43,18 @@ def random_affine(
         1,
     )  # (N, 2, 3); fmt: skip
     theta = to_device(theta, x_NCHW.device)
-    grid = F.affine_grid(theta, list(x_NCHW.shape), align_corners=False)
+    grid = affine_grid(theta, x_NCHW.shape[2], x_NCHW.shape[3])
     return F.grid_sample(x_NCHW.float(), grid, mode="bilinear", align_corners=False)
+
+
+def affine_grid(theta_N23: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``F.affine_grid(theta, (N, C, H, W), align_corners=False)`` (to float rounding), written
+    as broadcast products: PyTorch builds it as N batched (H·W × 3) @ (3 × 2) matrix products,
+    6× slower on the CPU (1.3 ms vs 0.22 ms for 64 images at 28×28, one thread) — as long as
+    the grid_sample that follows, and ≈ 8% of a DDP rank's step before this."""
+    dev, dt = theta_N23.device, theta_N23.dtype
+    xs_W = (torch.arange(width, device=dev, dtype=dt) * 2 + 1) / width - 1  # pixel centres
+    ys_H = (torch.arange(height, device=dev, dtype=dt) * 2 + 1) / height - 1
+    t = theta_N23[:, :, :, None, None]  # (N, 2, 3, 1, 1): rows give x', y'
+    grid_N2HW = t[:, :, 0] * xs_W + t[:, :, 1] * ys_H[:, None] + t[:, :, 2]
+    return grid_N2HW.permute(0, 2, 3, 1)  # (N, H, W, 2)
