@@ -440,3 +440,5 @@ def test_a_training_process_never_loads_torch_dynamo(tmp_path: Path) -> None:
     assert out[-3:] == ["0", "False", "True"]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["flops_per_sample"] > 0  # counted, and the fused optimizer stepped
+    for png in ("curves.png", "confusion.png"):  # drawn by the figure helper (engine.plots)
+        assert (tmp_path / "run" / png).read_bytes()[:4] == b"\x89PNG"
