@@ -320,6 +320,45 @@ def test_fused_adam_is_torch_fused_adam_bit_for_bit(name: str) -> None:
         ours.load_state_dict({"state": {}, "param_groups": []})
 
 
+def test_fused_adam_handles_what_torch_optim_accepts() -> None:
+    import copy
+
+    from dlhpc.engine.fused_adam import FusedAdam, FusedAdamW
+
+    w = torch.randn(4, requires_grad=True)
+    opt = FusedAdamW([w], lr=0.1)
+    assert opt.param_groups[0]["weight_decay"] == 0.01  # torch.optim.AdamW's default
+    # a gradient that is a view (DDP's bucket views) zeroes in place
+    bucket = torch.zeros(8)
+    w.grad = bucket[:4]
+    w.grad.add_(1.0)
+    opt.zero_grad(set_to_none=False)
+    assert torch.equal(bucket, torch.zeros(8)) and w.grad is not None
+    # a plain Adam's state dict keeps this optimizer AdamW; a numeric step is upgraded
+    adam = torch.optim.Adam([torch.randn(4, requires_grad=True)], lr=0.1)
+    sd = adam.state_dict()
+    sd["state"] = {0: {"step": 3, "exp_avg": torch.zeros(4), "exp_avg_sq": torch.zeros(4)}}
+    opt.load_state_dict(sd)
+    assert opt.param_groups[0]["decoupled_weight_decay"] is True
+    assert opt.state[w]["step"].dtype == torch.float32 and float(opt.state[w]["step"]) == 3.0
+    w.grad = torch.ones(4)
+    opt.step()
+    assert float(opt.state[w]["step"]) == 4.0
+    # variants the fused step does not compute are refused, not silently ignored
+    amsgrad = torch.optim.Adam([torch.randn(4, requires_grad=True)], amsgrad=True).state_dict()
+    with pytest.raises(ValueError, match="amsgrad"):
+        FusedAdam([w]).load_state_dict(amsgrad)
+    # a bare tensor is one parameter, not its rows; a parameter in two groups is refused
+    v = torch.randn(3, 2, requires_grad=True)
+    opt.add_param_group({"params": v})
+    assert opt.param_groups[1]["params"] == [v]
+    with pytest.raises(ValueError, match="more than one"):
+        opt.add_param_group({"params": [w]})
+    # copies do not wrap the class's step in torch.optim's hooks
+    copy.deepcopy(opt).step()
+    assert not getattr(FusedAdam.step, "hooked", False)
+
+
 # --------------------------------------------------------------------------- end to end
 
 

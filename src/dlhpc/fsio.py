@@ -5,6 +5,7 @@ A reader (or a crash) never sees a half-written file: it sees the old one or the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -25,7 +26,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], object]) -
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)
+    with contextlib.suppress(OSError):  # a filesystem without modes keeps its own
+        os.fchmod(fd, 0o666 & ~_UMASK)
     os.close(fd)
     try:
         write(tmp)

@@ -5,6 +5,7 @@ One module per group of commands; each exposes ``COMMANDS``, functions that add 
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Sequence
@@ -45,11 +46,19 @@ def _start_helpers(argv: list[str]) -> None:
     figure helper now, so that it imports matplotlib on the core that importing torch (next,
     ≈ 2 s on one core) leaves idle. Not under ``--nproc`` (the launcher trains nothing itself),
     nor where torch is loaded already (the overlap is the whole point)."""
-    if argv[:1] != ["train"] or "torch" in sys.modules:
-        return
-    if any(a == "--nproc" or a.startswith("--nproc=") or a in ("-h", "--help") for a in argv):
+    if argv[:1] != ["train"] or "torch" in sys.modules or {"-h", "--help"} & set(argv):
         return
     if os.environ.get("RANK", "0") != "0" or os.environ.get("SLURM_PROCID", "0") != "0":
+        return
+    # the two options that send `train` through the launcher, read as `dlhpc train` reads them
+    launch = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    launch.add_argument("--nproc", type=int, default=1)
+    launch.add_argument("--max-restarts", type=int, default=0)
+    try:
+        a, _ = launch.parse_known_args(argv[1:])
+    except (argparse.ArgumentError, SystemExit):  # malformed: the real parser will say so
+        return
+    if a.nproc > 1 or a.max_restarts > 0:
         return
     from dlhpc.engine import plots
 

@@ -58,11 +58,6 @@ class FusedAdam(torch.optim.Adam):
     ) -> None:
         if decoupled is None:
             decoupled = isinstance(self, torch.optim.AdamW)
-        ps = list(params)
-        if not ps:
-            raise ValueError("optimizer got an empty parameter list")
-        if not all(p.is_floating_point() for p in ps) or len({p.device.type for p in ps}) != 1:
-            raise ValueError("fused Adam needs floating-point parameters on one device type")
         self.defaults: dict[str, Any] = {
             "lr": lr,
             "betas": betas,
@@ -79,11 +74,31 @@ class FusedAdam(torch.optim.Adam):
         for name in _HOOKS:
             setattr(self, name, OrderedDict())
         self.state: defaultdict[torch.Tensor, Any] = defaultdict(dict)
-        self.param_groups: list[dict[str, Any]] = [{"params": ps, **self.defaults}]
+        self.param_groups: list[dict[str, Any]] = []
+        self.add_param_group({"params": params})
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        group = {**self.defaults, **param_group, "params": list(param_group["params"])}
-        self.param_groups.append(group)
+        params = param_group["params"]
+        ps = [params] if isinstance(params, torch.Tensor) else list(params)
+        if not ps:
+            raise ValueError("optimizer got an empty parameter list")
+        if not all(isinstance(p, torch.Tensor) for p in ps):
+            raise TypeError("FusedAdam takes tensors (one group); got " + type(ps[0]).__name__)
+        seen = {id(q) for g in self.param_groups for q in g["params"]}
+        if len({id(p) for p in ps}) != len(ps) or seen & {id(p) for p in ps}:
+            raise ValueError("some parameters appear in more than one parameter group")
+        every = [q for g in self.param_groups for q in g["params"]] + ps
+        if not all(p.is_floating_point() for p in ps) or len({p.device.type for p in every}) != 1:
+            raise ValueError("fused Adam needs floating-point parameters on one device type")
+        self.param_groups.append({**self.defaults, **param_group, "params": ps})
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Optimizer.__setstate__ would wrap this class's step in profiling hooks (for every
+        # instance); an unpickled FusedAdam is just its attributes.
+        self.__dict__.update(state)
+        for name in _HOOKS:
+            if not hasattr(self, name):
+                setattr(self, name, OrderedDict())
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
@@ -91,7 +106,6 @@ class FusedAdam(torch.optim.Adam):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        scalar = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
         for group in self.param_groups:
             # One kernel call per (device, dtype), as torch.optim groups them.
             parts: dict[tuple[torch.device, torch.dtype], list[list[torch.Tensor]]] = {}
@@ -102,7 +116,8 @@ class FusedAdam(torch.optim.Adam):
                     raise RuntimeError("Adam does not support sparse gradients")
                 st = self.state[p]
                 if not st:
-                    st["step"] = torch.zeros((), dtype=scalar, device=p.device)
+                    # float32 beside the parameter, as torch's fused Adam keeps it
+                    st["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
                     st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 tensors = (p, p.grad, st["exp_avg"], st["exp_avg_sq"], st["step"])
@@ -128,8 +143,12 @@ class FusedAdam(torch.optim.Adam):
                     continue
                 if set_to_none:
                     p.grad = None
-                else:
-                    p.grad.detach_().zero_()
+                else:  # as torch.optim does: a gradient may be a view (DDP's bucket views)
+                    if p.grad.grad_fn is not None:
+                        p.grad.detach_()
+                    else:
+                        p.grad.requires_grad_(False)
+                    p.grad.zero_()
 
     def state_dict(self) -> dict[str, Any]:
         """``torch.optim.Optimizer.state_dict``'s layout: parameters numbered through the
@@ -148,8 +167,13 @@ class FusedAdam(torch.optim.Adam):
         """Load a state dict of this class or of ``torch.optim.Adam``/``AdamW`` (any
         implementation): the moments go to their parameter's device and dtype, ``step`` beside
         the parameter (where the fused kernel reads it); the hyper-parameters are the saved ones,
-        the implementation stays fused."""
+        the implementation stays fused. AdamW stays AdamW. Variants this class does not compute
+        (amsgrad, maximize, capturable, differentiable) are refused."""
         saved = state_dict["param_groups"]
+        for theirs in saved:
+            unsupported = [k for k in _UNSUPPORTED if theirs.get(k)]
+            if unsupported:
+                raise ValueError(f"fused Adam here does not support {', '.join(unsupported)}")
         if len(saved) != len(self.param_groups):
             raise ValueError("loaded state dict has a different number of parameter groups")
         for mine, theirs in zip(self.param_groups, saved, strict=True):
@@ -164,20 +188,38 @@ class FusedAdam(torch.optim.Adam):
                 st = state_dict["state"].get(i, state_dict["state"].get(str(i)))
                 if st is None:
                     continue
-                self.state[p] = {
-                    k: (
-                        v.to(device=p.device, dtype=torch.float32 if k == "step" else p.dtype)
-                        if isinstance(v, torch.Tensor)
-                        else v
-                    )
-                    for k, v in st.items()
-                }
+                self.state[p] = {k: _restore(k, v, p) for k, v in st.items()}
+        adamw = isinstance(self, torch.optim.AdamW)
         self.param_groups = [
             {**self.defaults, **{k: v for k, v in theirs.items() if k != "params"},
-             "params": mine["params"], "fused": True, "foreach": None}
+             "params": mine["params"], "fused": True, "foreach": None,
+             **({"decoupled_weight_decay": True} if adamw else {})}
             for mine, theirs in zip(self.param_groups, saved, strict=True)
         ]  # fmt: skip
 
 
+_UNSUPPORTED = ("amsgrad", "maximize", "capturable", "differentiable")
+
+
+def _restore(key: str, value: Any, param: torch.Tensor) -> Any:
+    """A loaded state entry where the fused kernel wants it: ``step`` a float32 tensor beside
+    the parameter (older state dicts hold a plain number), moments in the parameter's dtype."""
+    if key == "step":
+        return torch.as_tensor(value, dtype=torch.float32).to(param.device)
+    if isinstance(value, torch.Tensor):
+        return value.to(device=param.device, dtype=param.dtype)
+    return value
+
+
 class FusedAdamW(FusedAdam, torch.optim.AdamW):
     """``torch.optim.AdamW(fused=True)``: ``FusedAdam`` with decoupled weight decay."""
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,  # torch.optim.AdamW's default
+    ) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, decoupled=True)

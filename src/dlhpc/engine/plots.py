@@ -39,7 +39,8 @@ def prestart() -> None:
         return
     try:
         _helper = subprocess.Popen(
-            [sys.executable, "-m", "dlhpc.engine.plots"],
+            # -P: the working directory does not shadow installed packages
+            [sys.executable, "-P", "-m", "dlhpc.engine.plots"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -63,16 +64,13 @@ def draw(jobs: list[dict[str, Any]]) -> None:
     global _helper
     helper, _helper = _helper, None
     if helper is not None and helper.poll() is None:
-        assert helper.stdin is not None and helper.stdout is not None
         try:
-            helper.stdin.write(json.dumps(jobs) + "\n")
-            helper.stdin.close()
-            done = helper.stdout.read().strip() == "ok"
-            helper.wait(timeout=120)
-            if done and helper.returncode == 0:
+            out, _ = helper.communicate(json.dumps(jobs) + "\n" if jobs else "", timeout=120)
+            if helper.returncode == 0 and (out.strip() == "ok" or not jobs):
                 return
         except (OSError, ValueError, subprocess.TimeoutExpired):
             helper.kill()
+            helper.wait()
     for job in jobs:  # no helper, or it failed: draw them here
         _draw(job)
 
