@@ -47,17 +47,21 @@ class FusedAdam(torch.optim.Adam):
     Parameters must be floating point and on one device type with fused kernels (CPU, CUDA).
     """
 
+    default_weight_decay = 0.0  # torch.optim.Adam's
+
     def __init__(
         self,
         params: Iterable[torch.Tensor],
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
-        weight_decay: float = 0.0,
+        weight_decay: float | None = None,
         decoupled: bool | None = None,
     ) -> None:
         if decoupled is None:
             decoupled = isinstance(self, torch.optim.AdamW)
+        if weight_decay is None:
+            weight_decay = self.default_weight_decay
         self.defaults: dict[str, Any] = {
             "lr": lr,
             "betas": betas,
@@ -214,12 +218,4 @@ def _restore(key: str, value: Any, param: torch.Tensor) -> Any:
 class FusedAdamW(FusedAdam, torch.optim.AdamW):
     """``torch.optim.AdamW(fused=True)``: ``FusedAdam`` with decoupled weight decay."""
 
-    def __init__(
-        self,
-        params: Iterable[torch.Tensor],
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 1e-2,  # torch.optim.AdamW's default
-    ) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, decoupled=True)
+    default_weight_decay = 1e-2  # torch.optim.AdamW's
