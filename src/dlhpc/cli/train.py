@@ -186,9 +186,6 @@ def _stop_code(stopped_by: str | None) -> int:
     return 130 if stopped_by == "SIGINT" else EXIT_PREEMPTED
 
 
-MONITOR_S = 1.0
-
-
 def _launch(a: argparse.Namespace) -> int:
     """Start ``--nproc`` ranks on this machine through PyTorch's elastic launcher (torchrun)."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -203,12 +200,8 @@ def _launch(a: argparse.Namespace) -> int:
     argv = _strip(a.argv, ("--nproc", "--max-restarts"))
     if a.resume is None and a.out is None:  # every rank (and every restart) needs one name
         argv += ["--out", str(default_run_dir(a.model or "run"))]
-    # The agent polls its workers every --monitor-interval seconds (torchrun: 0.1 s, a loop
-    # that takes CPU from the ranks on a machine with no spare core); 1 s still notices a
-    # failed rank within a second.
     launcher = ["--standalone", "--nproc-per-node", str(a.nproc),
-                "--max-restarts", str(a.max_restarts), "--monitor-interval", str(MONITOR_S),
-                "--module", "dlhpc", *argv]  # fmt: skip
+                "--max-restarts", str(a.max_restarts), "--module", "dlhpc", *argv]  # fmt: skip
     try:
         run(get_args_parser().parse_args(launcher))  # type: ignore[no-untyped-call]
     except ChildFailedError as e:
