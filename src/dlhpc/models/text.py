@@ -225,7 +225,8 @@ class BagClassifier(nn.Module):
 # work, else on a packed sequence. PyTorch's packed LSTM on the CPU steps through time in its
 # own loop; the padded batch goes to oneDNN's fused LSTM, 2.3-2.5x faster per step at batch 128
 # and 30 tokens (fwd + bwd, 2 threads): with length-bucketed training batches (padding a few %)
-# it wins outright, and it still breaks even at 2x padding. CUDA always pads (cuDNN; packing
+# it wins outright; the 2x limit is where the padded work would roughly cancel that
+# speed-up (an estimate from that measurement, not a separate one). CUDA always pads (cuDNN; packing
 # would read the lengths back to the host every batch).
 PADDED_LSTM_MAX_WORK = 2.0
 
