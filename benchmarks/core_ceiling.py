@@ -24,14 +24,22 @@ import time
 from pathlib import Path
 
 WORKER = r"""
-import json, os, sys, time, torch
+import json, os, sys, time
+from dlhpc.engine.allocator import tune_host_allocator
+tune_host_allocator()  # as every dlhpc process does, before torch allocates
+import torch
 import torch.nn.functional as F
 torch.set_num_threads(1)
 kind, seconds = sys.argv[1], float(sys.argv[2])
 ddp = kind.startswith("cnn-ddp")
 if ddp:
     import torch.distributed as dist
-    dist.init_process_group("gloo")
+    from dlhpc.engine.distributed import Dist, init_distributed
+    from dlhpc.engine.env import ClusterEnv
+    w = int(os.environ["WORLD_SIZE"])
+    env = ClusterEnv(rank=int(os.environ["RANK"]), world_size=w, local_world_size=w,
+                     master_port=int(os.environ["MASTER_PORT"]))
+    group = init_distributed(env, torch.device("cpu"), 60)
 if kind == "gemm":
     a = torch.randn(512, 512)
     work = lambda: a @ a
@@ -42,10 +50,12 @@ else:
     torch.manual_seed(0)
     m = TutorialCNN(1, 28, 28, 10).to(memory_format=torch.channels_last)
     opt = FusedAdam(m.parameters(), lr=1e-3)
-    from dlhpc.engine.distributed import bucket_cap_mb
-    kw = {"bucket_cap_mb": bucket_cap_mb(m)} if kind == "cnn-ddp-dlhpc" else {}
-    net = (torch.nn.parallel.DistributedDataParallel(m, gradient_as_bucket_view=True, **kw)
-           if ddp else m)
+    net = m
+    if kind == "cnn-ddp":  # PyTorch's defaults
+        net = torch.nn.parallel.DistributedDataParallel(m, gradient_as_bucket_view=True)
+    elif ddp:  # dlhpc's wrapping: gloo with its bucket size, or shared memory
+        group.shared_memory = kind == "cnn-ddp-shm"
+        net = group.wrap(m)
     x = torch.randn(64, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (64,))
     def work():
@@ -90,7 +100,7 @@ def run(kind: str, procs: int, seconds: float) -> float:
     return sum(rates)
 
 
-KINDS = ("gemm", "cnn", "cnn-ddp", "cnn-ddp-dlhpc")
+KINDS = ("gemm", "cnn", "cnn-ddp", "cnn-ddp-gloo", "cnn-ddp-shm")
 
 
 def free_port() -> int:
@@ -145,10 +155,13 @@ def main() -> None:
         "(forward, backward, fused Adam) at batch 64, channels-last, 1 thread each — one DDP "
         "rank's share of a global batch of 128, without the all-reduce. cnn-ddp: the same "
         "processes as DDP ranks (gloo, 373 kB of gradients per step) with PyTorch's default "
-        "25 MB buckets (one bucket, reduced after the whole backward); cnn-ddp-dlhpc: with "
-        "dlhpc's bucket size (`engine.distributed.bucket_cap_mb`: a quarter of the gradients, "
-        "so the exchange overlaps the backward). The ratio against cnn's is what the gradient "
-        "exchange costs.",
+        "25 MB buckets (one bucket, reduced after the whole backward); cnn-ddp-gloo: dlhpc's "
+        "DDP wrapping on gloo (`engine.distributed.bucket_cap_mb`: buckets of a quarter of the "
+        "gradients, so the exchange overlaps the backward); cnn-ddp-shm: dlhpc's default on "
+        "one machine, gradients averaged in shared memory by the ranks' own threads "
+        "(`engine/shm_allreduce.py`, one bucket). The ratio against cnn's is what the gradient "
+        "exchange costs. Every process runs with dlhpc's host-allocator setting "
+        "(`engine/allocator.py`).",
     ]
     text = "\n".join(lines) + "\n"
     print(text)

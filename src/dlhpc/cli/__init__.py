@@ -22,6 +22,12 @@ os.environ.update({k: CLI_ENV[k] for k in _defaulted})
 if _defaulted:
     os.environ["DLHPC_DEFAULTED"] = ",".join(_defaulted)
 
+from dlhpc.engine.allocator import tune_host_allocator  # noqa: E402
+
+# Before torch allocates anything: freed tensors stay with the process for the next step
+# (engine/allocator.py: 1.4-1.6× the CNN's training step on one thread).
+tune_host_allocator()
+
 from dlhpc import __version__  # noqa: E402  (after the environment above)
 from dlhpc.cli import bench, optimize, plan, reference, serve, train  # noqa: E402
 from dlhpc.cli.common import Parser  # noqa: E402

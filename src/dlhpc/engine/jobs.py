@@ -162,6 +162,8 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, dist: Dist) -> TrainOutc
         test = evaluate(model, final, spec.num_classes, cfg.train.eval_batch_size, dist)
     summary = _summary(cfg, model, result.state, env.world_size, len(data.train), final, test)
     summary.update(device=str(device), run_dir=str(run_dir))
+    # how the ranks averaged gradients: "shared memory", "gloo", "nccl"; null for one process
+    summary.update(gradient_exchange=dist.gradient_exchange)
     precision = resolve_precision(cfg.train.precision)
     summary.update(precision=precision)
     summary.update(_utilisation(summary, flops, device, env.world_size, precision))
