@@ -24,4 +24,9 @@ def test_scale_twin_writes_a_report(tmp_path: Path) -> None:
     report = write_report(result, tmp_path, "dlhpc bench scale --model mlp")
     text = report.read_text()
     assert "| strong | 2 × 1 |" in text and "| weak | 2 × 1 | 128 |" in text
+    two = rows[("strong", 2, 1)]  # paired with the 1 × 1 run of its own pass
+    base = rows[("strong", 1, 1)]["samples_per_second"]
+    assert two["ratios"] == [pytest.approx(two["samples_per_second"] / base)]
+    assert two["gradient_exchange"] in ("shared memory", "gloo")
+    assert rows[("strong", 1, 1)]["gradient_exchange"] is None
     assert report.with_suffix(".png").is_file()
