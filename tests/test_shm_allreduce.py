@@ -91,9 +91,11 @@ def _ddp_worker(rank: int, world: int, port: int, shared: bool, out: str) -> Non
         opt.zero_grad()
         loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
+    votes = [dist.any(rank == 1), dist.any(False), dist.any(True)]  # a stop request, say
     if rank == 0:
         weights = {k: v.tolist() for k, v in model.state_dict().items()}
-        Path(out).write_text(json.dumps({"how": dist.gradient_exchange, "w": weights}))
+        Path(out).write_text(json.dumps({"how": dist.gradient_exchange, "w": weights,
+                                         "votes": votes}))  # fmt: skip
     dist.close()
 
 
@@ -105,6 +107,7 @@ def test_ddp_through_shared_memory_equals_gloo_and_one_rank(tmp_path: Path) -> N
         mp.spawn(_ddp_worker, args=(2, free_port(), shared, str(out)), nprocs=2, join=True)
         runs[shared] = json.loads(out.read_text())
     assert runs[True]["how"] == "shared memory" and runs[False]["how"] == "gloo"
+    assert runs[True]["votes"] == runs[False]["votes"] == [True, False, True]
     torch.manual_seed(0)  # one process, whole batches
     model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

@@ -143,7 +143,7 @@ def write_report(result: dict[str, Any], out_dir: Path, command: str) -> Path:
         "## Hardware and versions", "",
         f"- CPU: {cpu_name()} ({available_cores()} cores available)",
         f"- Python {platform.python_version()}, torch {torch.__version__}, gloo process group; "
-        f"gradients averaged by {_exchange(result)}", "",
+        f"gradients averaged through {_exchange(result)}", "",
         "## Config", "",
         f"- model `{result['model']}`, data `{result['data']}`, {result['epochs']} epochs, "
         f"global batch {result['batch']} (strong), per-rank batch {result['batch']} (weak)",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -41,6 +41,7 @@ class Dist:
     # (engine/shm_allreduce.py); where that is unavailable, or False, gloo does it.
     shared_memory: bool = True
     gradient_exchange: str | None = None  # set by wrap: "shared memory", "gloo" or "nccl"
+    _shm: ShmAllReduce | None = field(default=None, repr=False)  # set by wrap, if used
 
     @property
     def active(self) -> bool:
@@ -63,9 +64,13 @@ class Dist:
         return t
 
     def any(self, flag: bool) -> bool:
-        """True on every rank if it is true on any rank (a stop request, say)."""
+        """True on every rank if it is true on any rank (a stop request, say). Through the
+        shared segment once ``wrap`` has one: the loop asks every few steps, and a gloo
+        all-reduce there cost 8% of two CPU ranks' samples/s (3,642 vs 3,942, interleaved)."""
         if not self.active:
             return flag
+        if self._shm is not None:  # the mean of 0s and 1s is positive iff any is 1
+            return bool(self._shm.all_reduce_mean(torch.tensor([float(flag)])).item() > 0)
         t = torch.tensor([1.0 if flag else 0.0], device=self.device)
         tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
         return bool(t.item())
@@ -113,6 +118,7 @@ class Dist:
         )
         if shm is not None:
             ddp.register_comm_hook(shm, shared_memory_hook)
+        self._shm = shm
         self.gradient_exchange = "shared memory" if shm is not None else tdist.get_backend()
         return ddp
 
@@ -150,7 +156,11 @@ def bucket_cap_mb(model: nn.Module) -> float:
     gradients travel while the earlier layers' are computed: two gloo ranks × 1 thread trained
     the CNN at 1.12-1.15× the samples/s of one bucket (2,990 vs 2,662 and 2,831 vs 2,452,
     interleaved; 0.1 and 0.05 MB alike, 0.02 MB no better than one bucket;
-    benchmarks/core_ceiling_cpu_20261128.md). Large models keep PyTorch's default.
+    benchmarks/core_ceiling_cpu_20261128.md). Re-measured once the host allocator stopped
+    paying for page faults every step, the two were even (1.59× one process each,
+    benchmarks/core_ceiling_cpu_20261129.md): the overlap matters where the network is slow
+    (across machines, the only place gloo still carries gradients on CPU). Large models keep
+    PyTorch's default.
     """
     grad_mb = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     return min(DDP_BUCKET_MB, max(MIN_BUCKET_MB, grad_mb / 2**20 / 4))

@@ -9,7 +9,8 @@ wake-up waits for the scheduler, and the tutorial CNN's backward took 27-29 ms p
 of 21-22 ms with no exchange at all; the same cost with a 1-float all-reduce per bucket, so it is
 latency, not bytes. Here the rank's own thread copies its gradients into a shared segment and
 waits for the others by polling a counter: one shared bucket per step, 33-34 ms steps against
-gloo's 39-42 ms (``benchmarks/shm_allreduce_cpu_20261129.md``).
+gloo's 39-42 ms, and 1.82× one process's training samples/s against gloo's 1.59×
+(``benchmarks/core_ceiling_cpu_20261129.md``).
 
 Protocol, call ``s`` (buffers alternate by ``s % 2``, so call ``s`` waits only for everyone to
 have finished call ``s - 2``): each rank writes its slot, raises ``written``; once all have,
@@ -41,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as tdist
+from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
 from dlhpc.errors import DlhpcError
 
@@ -206,9 +208,9 @@ def shared_memory_hook(
     """DDP communication hook: the bucket's mean over ranks, computed before it returns (the
     backward pass waits here, as it would for gloo on a machine with no spare core)."""
     buf = bucket.buffer()
-    if buf.dtype != torch.float32 or buf.device.type != "cpu":  # not what the segment holds
-        buf.div_(state.world)
-        return tdist.all_reduce(buf, async_op=True).get_future()  # type: ignore[no-any-return,union-attr]
+    if buf.layout != torch.strided or buf.dtype != torch.float32 or buf.device.type != "cpu":
+        # not what the segment holds (sparse embedding gradients, say): DDP's own gloo hook
+        return default_hooks.allreduce_hook(None, bucket)  # type: ignore[arg-type]
     state.all_reduce_mean(buf)
     fut: torch.futures.Future[torch.Tensor] = torch.futures.Future()
     fut.set_result(buf)
