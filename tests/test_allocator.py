@@ -57,5 +57,11 @@ def test_the_setting_serves_it_from_the_heap_and_keeps_it(mode: str) -> None:
     assert got["mapped"] == 0 and got["trimmed"] == 0  # from the heap, and kept there
 
 
-def test_the_setting_is_made_once() -> None:
-    assert allocator.tune_host_allocator() is allocator.tune_host_allocator() is True
+def test_the_setting_is_made_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert allocator.tune_host_allocator()  # made (here, at import of this module)
+
+    def again() -> None:
+        raise AssertionError("mallopt looked up a second time")
+
+    monkeypatch.setattr(allocator, "_glibc_mallopt", again)
+    assert allocator.tune_host_allocator()

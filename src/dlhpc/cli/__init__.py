@@ -25,7 +25,7 @@ if _defaulted:
 from dlhpc.engine.allocator import tune_host_allocator  # noqa: E402
 
 # Before torch allocates anything: freed tensors stay with the process for the next step
-# (engine/allocator.py: 1.4-1.6× the CNN's training step on one thread).
+# (engine/allocator.py: 1.40-1.57× the CNN's training step on one and two threads).
 tune_host_allocator()
 
 from dlhpc import __version__  # noqa: E402  (after the environment above)

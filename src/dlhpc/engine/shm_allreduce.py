@@ -73,7 +73,7 @@ class ShmAllReduce:
     def __init__(self, mm: mmap.mmap, rank: int, world: int, slot_numel: int, timeout_s: float):
         self.rank, self.world, self.slot_numel, self.timeout_s = rank, world, slot_numel, timeout_s
         self._mm = mm  # kept open while the views below exist
-        header = 3 * world * _LINE + world * _LINE  # counters, then pids
+        header = _header_ints(world)
         ints = np.ndarray((header,), dtype=np.int64, buffer=mm)
         self._counters = ints[: 3 * world * _LINE].reshape(3, world, _LINE)[:, :, 0]  # (3, W)
         self._pids = ints[3 * world * _LINE :].reshape(world, _LINE)[:, 0]  # (W,)
@@ -84,7 +84,7 @@ class ShmAllReduce:
 
     @staticmethod
     def nbytes(world: int, slot_numel: int) -> int:
-        return 4 * world * _LINE * 8 + 2 * (world + 1) * slot_numel * 4
+        return _header_ints(world) * 8 + 2 * (world + 1) * slot_numel * 4
 
     def all_reduce_mean(self, buf: torch.Tensor) -> torch.Tensor:
         """``buf`` ← the mean of every rank's ``buf`` (flat fp32, same size on every rank)."""
@@ -139,6 +139,11 @@ class ShmAllReduce:
                         f"rank {self.rank}: a collective timed out after {self.timeout_s:g} s: "
                         f"rank(s) {late} did not arrive (shared-memory gradient all-reduce)"
                     )
+
+
+def _header_ints(world: int) -> int:
+    """The segment's int64 header: 3 counters per rank, then each rank's pid, a line each."""
+    return 4 * world * _LINE
 
 
 def _alive(pid: int) -> bool:
