@@ -28,6 +28,7 @@ from dlhpc.engine.config import OptimConfig, RunConfig, TrainConfig
 from dlhpc.engine.flops import device_name
 from dlhpc.engine.jobs import train_job
 from dlhpc.engine.recipes import recipe
+from dlhpc.fsio import dated_name
 from dlhpc.models import ModelConfig
 
 CNN = [  # (batch, precision, compile)
@@ -87,7 +88,7 @@ def main() -> None:
                     )
                     rows.append(_run(cfg, root, f"{model} defaults {device} {precision}"))
     gpu = device_name(torch.device(a.device))
-    name = f"gpu_sweep_{hardware_tag(a.device)}_{time.strftime('%Y%m%d')}"
+    name = dated_name(a.out, f"gpu_sweep_{hardware_tag(a.device)}", ".md", ".json")
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / f"{name}.json").write_text(json.dumps({"gpu": gpu, "rows": rows}, indent=1))
     lines = [

@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from dlhpc.fsio import dated_name
+
 WORKER = r"""
 import json, sys, time
 if sys.argv[1] == "tuned":
@@ -106,7 +108,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if a.out is not None:
-        out = a.out / f"host_allocator_cpu_{time.strftime('%Y%m%d')}.md"
+        out = a.out / f"{dated_name(a.out, 'host_allocator_cpu', '.md')}.md"
         out.write_text(text)
         print(f"report: {out}")
 

@@ -33,3 +33,7 @@ def test_main_writes_the_dated_report(tmp_path: Path) -> None:
     assert path.parent == tmp_path and path.name.startswith("reference_mlp_cpu_")
     assert path.suffix == ".md" and "## Results" in path.read_text(encoding="utf-8")
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary left behind
+    first = path.read_text(encoding="utf-8")
+    again = main(["--out", str(tmp_path), "--threads", "1", "--repeats", "2", "--batch-size", "8"])
+    assert again.name == path.name.replace(".md", "-2.md")  # the same day's first record stays
+    assert path.read_text(encoding="utf-8") == first

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,3 +56,15 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
 def read_json(path: str | os.PathLike[str]) -> Any:
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def dated_name(directory: str | os.PathLike[str], prefix: str, *suffixes: str) -> str:
+    """``prefix_YYYYMMDD`` (today), the stem of a dated benchmark report; ``…-2``, ``-3`` … when
+    a file of that stem with any of ``suffixes`` is already in ``directory``, so a second run
+    on the same day never overwrites the first one's record."""
+    base = f"{prefix}_{time.strftime('%Y%m%d')}"
+    d, k, name = Path(directory), 1, base
+    while any((d / f"{name}{s}").exists() for s in suffixes or ("",)):
+        k += 1
+        name = f"{base}-{k}"
+    return name

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dlhpc.fsio import atomic_write_text
+from dlhpc.fsio import atomic_write_text, dated_name
 from dlhpc.models.mlp import MLP as TorchMLP
 from dlhpc.reference.mlp import MLP as NumpyMLP
 
@@ -289,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     ]
     command = "python -m dlhpc.bench.reference_mlp " + " ".join(argv or [])
     report = render_report(results, command.strip(), (before, os.getloadavg()[0]))
-    path = args.out / f"reference_mlp_cpu_{dt.date.today():%Y%m%d}.md"
+    path = args.out / f"{dated_name(args.out, 'reference_mlp_cpu', '.md')}.md"
     return atomic_write_text(path, report)
 
 

@@ -26,7 +26,7 @@ import torch
 
 from dlhpc.engine.env import available_cores
 from dlhpc.engine.flops import cpu_name
-from dlhpc.fsio import atomic_write, atomic_write_text
+from dlhpc.fsio import atomic_write, atomic_write_text, dated_name
 
 
 @dataclass(frozen=True)
@@ -134,8 +134,7 @@ def _plot(path: Path, result: dict[str, Any]) -> None:
 
 
 def write_report(result: dict[str, Any], out_dir: Path, command: str) -> Path:
-    day = time.strftime("%Y%m%d")
-    name = f"scale_{platform.machine()}-{available_cores()}core_{day}"
+    name = dated_name(out_dir, f"scale_{platform.machine()}-{available_cores()}core", ".md", ".png")
     _plot(out_dir / f"{name}.png", result)
     lines = [
         f"# Scaling: {result['model']} on {result['data']} — ranks × threads", "",

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import json
 import os
 import platform
@@ -40,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from dlhpc.engine.flops import cpu_name
-from dlhpc.fsio import atomic_write_text
+from dlhpc.fsio import atomic_write_text, dated_name
 from dlhpc.serve.loadgen import LoadConfig, run_loadgen
 from dlhpc.serve.predictor import ONNX_FILE
 
@@ -258,9 +257,11 @@ def run_section(res: dict[str, Any]) -> list[str]:
 
 
 def report_path(out: Path) -> Path:
-    """``out`` itself if it is a .md file, else ``out/serve_cpu_<today>.md``."""
-    today = dt.date.today().strftime("%Y%m%d")
-    return out / f"serve_cpu_{today}.md" if out.suffix != ".md" else out
+    """``out`` itself if it is a .md file, else ``out/serve_cpu_<today>.md`` (``…-2.md`` … if
+    today's is there)."""
+    return (
+        out / f"{dated_name(out, 'serve_cpu', '.md', '.json')}.md" if out.suffix != ".md" else out
+    )
 
 
 def write_report(out: Path, sections: list[dict[str, Any]], args: argparse.Namespace,
@@ -310,9 +311,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     qps_list = [float(q) for q in args.qps.split(",") if q.strip()]
     load0 = os.getloadavg()[0]
     sections = [bench_run(Path(r), qps_list, args.duration, args.repeats) for r in args.runs]
-    raw = report_path(args.out).with_suffix(".json")  # every figure, written first
-    atomic_write_text(raw, json.dumps(sections, indent=1))
-    path = write_report(args.out, sections, args, (load0, os.getloadavg()[0]))
+    path = report_path(args.out)  # once: the .json written next would move today's name on
+    atomic_write_text(path.with_suffix(".json"), json.dumps(sections, indent=1))  # every figure
+    path = write_report(path, sections, args, (load0, os.getloadavg()[0]))
     print(path.read_text())
     print(f"written to {path}")
     return 0

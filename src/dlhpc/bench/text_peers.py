@@ -49,7 +49,7 @@ from typing import Any
 import torch
 
 from dlhpc.bench import peer_env
-from dlhpc.fsio import atomic_write_text
+from dlhpc.fsio import atomic_write_text, dated_name
 
 # The peers' settings: fastText's recommended ones, the tutorial's Keras models.
 FASTTEXT = {"epoch": 25, "lr": 0.5, "wordNgrams": 2}
@@ -363,9 +363,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = render(rows, runners, ctx)
     print(text)
     if a.out is not None:
-        stamp = dt.date.today().strftime("%Y%m%d")
-        atomic_write_text(a.out / f"text_cpu_{stamp}.md", text)
-        atomic_write_text(a.out / f"text_cpu_{stamp}.json", json.dumps(rows, indent=2) + "\n")
+        name = dated_name(a.out, "text_cpu", ".md", ".json")
+        atomic_write_text(a.out / f"{name}.md", text)
+        atomic_write_text(a.out / f"{name}.json", json.dumps(rows, indent=2) + "\n")
     return 0
 
 

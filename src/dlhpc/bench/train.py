@@ -38,7 +38,7 @@ from dlhpc.bench import peer_env
 from dlhpc.data import DataConfig, load_images
 from dlhpc.engine.env import available_cores
 from dlhpc.engine.flops import cpu_name, device_name
-from dlhpc.fsio import atomic_write, atomic_write_text
+from dlhpc.fsio import atomic_write, atomic_write_text, dated_name
 
 PEERS = Path(__file__).parent / "peers"
 TUTORIAL = ["--batch-size", "32", "--lr", "1e-3", "--schedule", "constant", "--warmup-epochs",
@@ -194,7 +194,7 @@ def _fmt(v: float | None, spec: str) -> str:
 
 
 def write_report(result: dict[str, Any], out_dir: Path, command: str) -> Path:
-    name = f"train_{hardware_tag(result.get('device', 'cpu'))}_{time.strftime('%Y%m%d')}"
+    name = dated_name(out_dir, f"train_{hardware_tag(result.get('device', 'cpu'))}", ".md", ".png")
     _plot(out_dir / f"{name}.png", result)
     lines = [
         "# Training side by side: the tutorial's CNN", "",

@@ -1,0 +1,31 @@
+import time
+from pathlib import Path
+
+import pytest
+
+from dlhpc.fsio import dated_name
+
+
+@pytest.fixture
+def today() -> str:
+    return time.strftime("%Y%m%d")
+
+
+def test_a_dated_name_is_todays_stem_when_the_folder_has_none(tmp_path: Path, today: str) -> None:
+    assert dated_name(tmp_path, "scale_2core", ".md", ".png") == f"scale_2core_{today}"
+    assert dated_name(tmp_path / "not-yet-made", "serve_cpu", ".md") == f"serve_cpu_{today}"
+
+
+def test_a_second_run_the_same_day_gets_the_next_free_number(tmp_path: Path, today: str) -> None:
+    (tmp_path / f"core_{today}.md").write_text("first run")
+    assert dated_name(tmp_path, "core", ".md") == f"core_{today}-2"
+    (tmp_path / f"core_{today}-2.md").write_text("second run")
+    assert dated_name(tmp_path, "core", ".md") == f"core_{today}-3"
+    assert (tmp_path / f"core_{today}.md").read_text() == "first run"
+
+
+def test_any_of_the_reports_files_takes_the_name(tmp_path: Path, today: str) -> None:
+    (tmp_path / f"train_cpu_{today}.png").write_bytes(b"")  # the figure of an earlier run
+    assert dated_name(tmp_path, "train_cpu", ".md", ".png") == f"train_cpu_{today}-2"
+    assert dated_name(tmp_path, "train_cpu", ".md") == f"train_cpu_{today}"  # .png not asked
+    assert dated_name(tmp_path, "other", ".md", ".png") == f"other_{today}"
