@@ -184,6 +184,11 @@ def test_resume_with_another_world_size_equals_one_rank(
     assert f"checkpoint written by {first} rank(s), continuing with {then}" in resumed.stdout
     summary = json.loads(resumed.stdout.strip().splitlines()[-1])
     assert summary["world_size"] == then and summary["epochs"] == 2
+    shares = summary["waiting_share"], summary["exchange_share"]
+    if summary["gradient_exchange"] == "shared memory":  # measured over this process's steps
+        assert all(0 < x < 1 for x in shares) and sum(shares) < 1, shares
+    else:
+        assert shares == (None, None)
     assert checkpoint_world_size(run) == then
     # the tolerance of two ranks against one: DDP sums the gradient in another order
     a, b = load_file(one_rank_whole / "model.safetensors"), load_file(run / "model.safetensors")

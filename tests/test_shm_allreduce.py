@@ -1,8 +1,8 @@
 """The shared-memory gradient all-reduce (engine/shm_allreduce.py), with real processes: exact
 means for every size (pieces larger than a slot, sizes that do not divide by the world size,
 alternating buffers), the same bytes on every rank, DDP training equal to gloo's and to one
-rank, a missing rank named by the timeout, an exited rank named at once, and nothing left in
-/dev/shm."""
+rank, the time each rank spends in the exchange and waiting for the others, a missing rank
+named by the timeout, an exited rank named at once, and nothing left in /dev/shm."""
 
 from __future__ import annotations
 
@@ -120,6 +120,28 @@ def test_ddp_through_shared_memory_equals_gloo_and_one_rank(tmp_path: Path) -> N
     for k, v in model.state_dict().items():
         for shared in (True, False):
             torch.testing.assert_close(torch.tensor(runs[shared]["w"][k]), v)
+
+
+def _timing_worker(rank: int, world: int, port: int, out: str) -> None:
+    dist = _join(rank, world, port)
+    ar = open_shared(1000, rank, world, 60)
+    assert ar is not None
+    for call in range(3):
+        if rank == 1 and call == 1:
+            time.sleep(0.5)  # rank 0 waits for this one
+        ar.all_reduce_mean(torch.ones(1000))
+    Path(out, f"{rank}.json").write_text(json.dumps([ar.seconds, ar.waited_seconds]))
+    dist.close()
+
+
+@pytest.mark.slow
+def test_each_rank_counts_its_time_in_the_exchange_and_waiting_for_others(tmp_path: Path) -> None:
+    mp.spawn(_timing_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    (seconds0, waited0), (seconds1, waited1) = (
+        json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1)
+    )
+    assert 0.3 < waited0 <= seconds0 < waited0 + 0.25  # rank 0 waited for the late rank 1
+    assert waited1 <= seconds1 < 0.25  # rank 1 found rank 0 there
 
 
 def _late_worker(rank: int, world: int, port: int, mode: str, out: str) -> None:

@@ -90,11 +90,25 @@ def run_scale(
                      "samples_per_second": statistics.median(sps), "test_accuracy": acc,
                      "time_to_target_s": statistics.median(tta) if tta else None,
                      "speedup": statistics.median(ratios), "ratios": ratios,
-                     "gradient_exchange": runs[0]["summary"].get("gradient_exchange")})  # fmt: skip
+                     "gradient_exchange": runs[0]["summary"].get("gradient_exchange"),
+                     "waiting_share": _median_of(runs, "waiting_share"),
+                     "exchange_share": _median_of(runs, "exchange_share")})  # fmt: skip
     for r in rows:
         r["efficiency"] = r["speedup"] / (r["ranks"] * r["threads"])
     return {"model": model, "data": data, "epochs": epochs, "batch": batch, "repeats": repeats,
             "target": target, "rows": rows}  # fmt: skip
+
+
+def _median_of(runs: list[dict[str, Any]], key: str) -> float | None:
+    """The median of a ``summary.json`` figure over runs; None where the runs do not have it."""
+    values = [x["summary"][key] for x in runs if x["summary"].get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def _shares(r: dict[str, Any]) -> str:
+    if r.get("waiting_share") is None:
+        return "—"
+    return f"{r['waiting_share']:.1%} / {r['exchange_share']:.1%}"
 
 
 def _exchange(result: dict[str, Any]) -> str:
@@ -154,18 +168,23 @@ def write_report(result: dict[str, Any], out_dir: Path, command: str) -> Path:
         "Each configuration is a full `dlhpc train` run in its own processes (ranks through "
         "torch's elastic launcher, DDP, one gradient all-reduce per step). Speed-up is training "
         "samples/s over 1 rank × 1 thread from the same invocation; efficiency is speed-up ÷ "
-        "cores used.", "",
+        "cores used. Waiting / exchange: the share of the ranks' training-step time spent "
+        "waiting at the gradient exchange for the other ranks to arrive (every step lasts as long "
+        "as the slowest rank's), and spent in the exchange itself (`summary.json`'s "
+        "`waiting_share` and `exchange_share`; measured where gradients meet in shared memory).",
+        "",
         "## Results", "",
         "| mode | ranks × threads | global batch | samples/s | speed-up | efficiency | "
-        "time to target (s) | test accuracy | per-pass speed-ups |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "time to target (s) | test accuracy | waiting / exchange | per-pass speed-ups |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for r in result["rows"]:
         tta = f"{r['time_to_target_s']:.1f}" if r["time_to_target_s"] is not None else "—"
         lines.append(
             f"| {r['mode']} | {r['ranks']} × {r['threads']} | {r['batch']} | "
             f"{r['samples_per_second']:,.0f} | {r['speedup']:.2f}× | {r['efficiency']:.0%} | "
-            f"{tta} | {r['test_accuracy']:.4f} | {', '.join(f'{x:.2f}' for x in r['ratios'])} |"
+            f"{tta} | {r['test_accuracy']:.4f} | {_shares(r)} | "
+            f"{', '.join(f'{x:.2f}' for x in r['ratios'])} |"
         )
     lines += ["", f"![speed-up]({name}.png)", ""]
     path = out_dir / f"{name}.md"

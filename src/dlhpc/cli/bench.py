@@ -63,7 +63,9 @@ def _cmd_scale(a: argparse.Namespace) -> int:
         for r in result["rows"]:
             head = f"{r['mode']:>6} {r['ranks']} rank(s) × {r['threads']} thread(s): "
             rate = f"{r['samples_per_second']:>9,.0f} samples/s  {r['speedup']:.2f}×"
-            print(f"{head}{rate}  efficiency {r['efficiency']:.0%}  acc {r['test_accuracy']:.4f}")
+            wait = "" if r["waiting_share"] is None else f"  waiting {r['waiting_share']:.0%}"
+            print(f"{head}{rate}  efficiency {r['efficiency']:.0%}  acc {r['test_accuracy']:.4f}"
+                  f"{wait}")  # fmt: skip
         if report:
             print(f"report: {report}")
     if a.json:

@@ -53,6 +53,21 @@ class Dist:
             return "shared memory"
         return str(tdist.get_backend()) if self.active else None
 
+    def exchange_shares(self, step_seconds: float) -> dict[str, float | None]:
+        """Of the ranks' training-step time (``step_seconds`` on this rank, in this process), the
+        share spent averaging gradients in shared memory (``exchange_share``: copying and
+        summing) and the share spent waiting there for other ranks to arrive (``waiting_share``:
+        the cost of stepping together), means over ranks; None where not measured (one
+        process, gloo, NCCL). A collective when the segment is in use."""
+        if self._shm is None:
+            return {"exchange_share": None, "waiting_share": None}
+        shm = self._shm
+        t = torch.tensor([shm.seconds - shm.waited_seconds, shm.waited_seconds, step_seconds],
+                         dtype=torch.float64)  # fmt: skip
+        work, waited, steps = self.all_sum(t).tolist()
+        return {"exchange_share": work / steps if steps > 0 else None,
+                "waiting_share": waited / steps if steps > 0 else None}  # fmt: skip
+
     @property
     def is_main(self) -> bool:
         return self.env.is_main

@@ -164,6 +164,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, dist: Dist) -> TrainOutc
     summary.update(device=str(device), run_dir=str(run_dir))
     # how the ranks averaged gradients: "shared memory", "gloo", "nccl"; null for one process
     summary.update(gradient_exchange=dist.gradient_exchange)
+    summary.update(dist.exchange_shares(result.step_seconds_here))
     precision = resolve_precision(cfg.train.precision)
     summary.update(precision=precision)
     summary.update(_utilisation(summary, flops, device, env.world_size, precision))

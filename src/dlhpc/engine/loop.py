@@ -93,6 +93,7 @@ class StopRequest:
 class FitResult:
     state: TrainerState
     stopped_by: str | None  # None: finished; "max_steps" or a signal name: resumable
+    step_seconds_here: float = 0.0  # training-step time of this process (a resume's own part)
 
 
 def resolve_precision(requested: str) -> str:
@@ -244,6 +245,7 @@ def fit(
     if resume:
         st = TrainerState(**load_checkpoint(run_dir, model, optimizer))
         schedule.load_state_dict(st.schedule)
+    prior_step_seconds = st.step_seconds
     net = dist.wrap(model)
     if cfg.compile:  # compiled lazily, on the first step
         net = torch.compile(net)  # type: ignore[assignment]
@@ -268,7 +270,7 @@ def fit(
     if st.stopped_early or (cfg.early_stop is not None and stopped_by is None):
         _restore_best(model, run_dir)
     st.wall_seconds = f.elapsed()
-    return FitResult(st, stopped_by)
+    return FitResult(st, stopped_by, st.step_seconds - prior_step_seconds)
 
 
 def _early_stopping(

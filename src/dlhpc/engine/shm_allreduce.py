@@ -21,6 +21,10 @@ Ordering: a counter is raised by a plain store after the data's stores, and read
 before the data's loads. x86-64 keeps stores in order and loads in order (TSO), which is all this
 needs; other architectures would need fences Python cannot issue, so they keep gloo.
 
+Each rank counts its time in all-reduces (``seconds``) and, of that, the time spent waiting for
+the other ranks (``waited_seconds``): ``summary.json``'s ``exchange_share`` and
+``waiting_share`` (``Dist.exchange_shares``).
+
 A rank that does not arrive within the timeout is named in the error; a rank whose process has
 exited is named at once (checked every 10 ms of waiting), so a killed rank fails its peers
 instead of hanging them. The segment is unlinked as soon as every rank has mapped it: nothing is
@@ -81,6 +85,9 @@ class ShmAllReduce:
                             offset=header * 8)  # fmt: skip
         self._data = torch.from_numpy(floats)  # (2, W + 1, slot): W slots, then the result
         self._seq = 0
+        # where this rank's time went: in all-reduces, and of that, waiting for other ranks
+        self.seconds = 0.0
+        self.waited_seconds = 0.0
 
     @staticmethod
     def nbytes(world: int, slot_numel: int) -> int:
@@ -88,9 +95,11 @@ class ShmAllReduce:
 
     def all_reduce_mean(self, buf: torch.Tensor) -> torch.Tensor:
         """``buf`` ← the mean of every rank's ``buf`` (flat fp32, same size on every rank)."""
+        t0 = time.perf_counter()
         flat = buf.view(-1)
         for start in range(0, flat.numel(), self.slot_numel):
             self._one(flat[start : start + self.slot_numel])
+        self.seconds += time.perf_counter() - t0
         return buf
 
     def _one(self, part: torch.Tensor) -> None:
@@ -119,6 +128,10 @@ class ShmAllReduce:
         if target <= 0 or (counters >= target).all():
             return
         start = time.perf_counter()
+        self._poll(counters, target, start)
+        self.waited_seconds += time.perf_counter() - start
+
+    def _poll(self, counters: np.ndarray, target: int, start: float) -> None:
         checked = start
         polls = 0
         while not (counters >= target).all():
