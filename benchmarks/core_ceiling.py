@@ -65,6 +65,7 @@ else:
     elif lockstep:  # no DDP: the ranks only wait for each other once per step
         from dlhpc.engine.shm_allreduce import open_shared
         sync, flag = open_shared(1, env.rank, w, 60), torch.zeros(1)
+        assert sync is not None, "cnn-lockstep needs the shared segment (x86-64 Linux /dev/shm)"
     x = torch.randn(64, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (64,))
     def work():

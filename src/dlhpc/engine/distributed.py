@@ -56,8 +56,9 @@ class Dist:
     def exchange_shares(self, step_seconds: float) -> dict[str, float | None]:
         """Of the ranks' training-step time (``step_seconds`` on this rank, in this process), the
         share spent averaging gradients in shared memory (``exchange_share``: copying and
-        summing) and the share spent waiting there for other ranks to arrive (``waiting_share``:
-        the cost of stepping together), means over ranks; None where not measured (one
+        summing) and the share spent waiting there for the other ranks (``waiting_share``: to
+        arrive, and to finish their part of the sum; the cost of stepping together), each the
+        ranks' seconds summed over their step seconds summed; None where not measured (one
         process, gloo, NCCL). A collective when the segment is in use."""
         if self._shm is None:
             return {"exchange_share": None, "waiting_share": None}

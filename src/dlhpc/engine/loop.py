@@ -150,6 +150,9 @@ class _Fit:
         # running sums of this epoch; on resume rank 0 carries the global sums so far
         sums = torch.tensor([st.loss_sum, st.correct] if dist.is_main else [0.0, 0.0],
                             dtype=torch.float64, device=device)  # fmt: skip
+        # the ranks start the epoch's clock together: a rank that waited for rank 0's
+        # checkpoint would otherwise count that wait as training-step time (and waiting_share)
+        dist.barrier()
         t0 = time.perf_counter()
         stopped_by = None
         for i in range(st.step_in_epoch, len(slices)):
