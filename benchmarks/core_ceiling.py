@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from dlhpc.fsio import dated_name
+from dlhpc.fsio import atomic_write_text, dated_name
 
 WORKER = r"""
 import json, os, sys, time
@@ -200,7 +200,7 @@ def main() -> None:
     print(text)
     if a.out is not None:
         out = a.out / f"{dated_name(a.out, 'core_ceiling_cpu', '.md')}.md"
-        out.write_text(text)
+        atomic_write_text(out, text)
         print(f"report: {out}; ratios {json.dumps(summary)}")
 
 

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from dlhpc.fsio import dated_name
+from dlhpc.fsio import atomic_write_text, dated_name
 
 WORKER = r"""
 import json, sys, time
@@ -109,7 +109,7 @@ def main() -> None:
     print(text)
     if a.out is not None:
         out = a.out / f"{dated_name(a.out, 'host_allocator_cpu', '.md')}.md"
-        out.write_text(text)
+        atomic_write_text(out, text)
         print(f"report: {out}")
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from pathlib import Path
 
@@ -22,16 +21,11 @@ from dlhpc.engine.distributed import Dist, init_distributed
 from dlhpc.engine.env import ClusterEnv
 from dlhpc.engine.shm_allreduce import SHM_DIR, open_shared
 from dlhpc.errors import DlhpcError
+from tests.test_distributed import free_port
 
 pytestmark = pytest.mark.skipif(not shm_allreduce.supported(), reason="needs Linux x86-64 /dev/shm")
 
 SIZES = [1, 2, 3, 7, 64, 1000, 4099]  # with a slot of 1000: one piece, several, a short last one
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _join(rank: int, world: int, port: int, timeout_s: float = 60) -> Dist:

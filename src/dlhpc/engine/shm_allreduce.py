@@ -128,10 +128,6 @@ class ShmAllReduce:
         if target <= 0 or (counters >= target).all():
             return
         start = time.perf_counter()
-        self._poll(counters, target, start)
-        self.waited_seconds += time.perf_counter() - start
-
-    def _poll(self, counters: np.ndarray, target: int, start: float) -> None:
         checked = start
         polls = 0
         while not (counters >= target).all():
@@ -152,6 +148,7 @@ class ShmAllReduce:
                         f"rank {self.rank}: a collective timed out after {self.timeout_s:g} s: "
                         f"rank(s) {late} did not arrive (shared-memory gradient all-reduce)"
                     )
+        self.waited_seconds += time.perf_counter() - start
 
 
 def _header_ints(world: int) -> int:
