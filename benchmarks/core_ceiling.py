@@ -94,6 +94,9 @@ while True:
 mean = sum(times) / len(times)
 cv = (sum((t - mean) ** 2 for t in times) / len(times)) ** 0.5 / mean  # step-time spread
 print(json.dumps({"rate": n * per_call / (time.perf_counter() - t0), "cv": cv}))
+if ddp or lockstep:
+    del net, work  # the DDP wrapper holds the group: dropped, close frees it
+    group.close()
 """
 
 

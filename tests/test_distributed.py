@@ -4,6 +4,7 @@ size), restarts and preemption."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -116,6 +117,45 @@ def test_evaluation_counts_every_sample_once(tmp_path: Path) -> None:
     assert got["confusion"] == one.confusion.tolist()
     assert got["loss"] == pytest.approx(one.loss) and got["acc"] == pytest.approx(one.accuracy)
     assert not tdist.is_initialized()
+
+
+def _threads() -> list[str]:
+    return sorted(Path(f"/proc/self/task/{t}/comm").read_text().strip()
+                  for t in os.listdir("/proc/self/task"))  # fmt: skip
+
+
+def _train_a_step(dist: Dist, shared: bool) -> None:
+    """What the loop does: a DDP wrapper made, trained and dropped inside a function."""
+    dist.shared_memory = shared
+    model = torch.nn.Linear(4, 2)
+    net = dist.wrap(model)
+    net(torch.randn(3, 4)).sum().backward()
+
+
+def _close_worker(rank: int, world: int, port: int, shared: bool, out: str) -> None:
+    torch.set_num_threads(1)
+    env = ClusterEnv(rank=rank, world_size=world, master_port=port, local_world_size=world)
+    dist = init_distributed(env, torch.device("cpu"), 60)
+    gc.disable()  # the dropped wrapper is collected by close, not by a collection by chance
+    _train_a_step(dist, shared)
+    during = _threads()
+    dist.close()
+    after = _threads()
+    gc.enable()
+    Path(out, f"{rank}.json").write_text(json.dumps({"during": during, "after": after}))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+@pytest.mark.parametrize("shared", [True, False])
+def test_close_frees_the_group_and_ends_its_threads(tmp_path: Path, shared: bool) -> None:
+    mp.spawn(_close_worker, args=(2, free_port(), shared, str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        got = json.loads((tmp_path / f"{rank}.json").read_text())
+        gloo = [name for name in got["during"] if "gloo" in name]
+        assert len(gloo) >= 2, got["during"]  # the group's threads were there ...
+        assert [name for name in got["after"] if "gloo" in name] == []  # ... and have ended
+        assert "pt_tcpstore_uv" not in got["after"]  # rank 0's store server too
 
 
 @pytest.mark.slow

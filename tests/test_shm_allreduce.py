@@ -90,6 +90,7 @@ def _ddp_worker(rank: int, world: int, port: int, shared: bool, out: str) -> Non
         weights = {k: v.tolist() for k, v in model.state_dict().items()}
         Path(out).write_text(json.dumps({"how": dist.gradient_exchange, "w": weights,
                                          "votes": votes}))  # fmt: skip
+    del net  # the wrapper holds the group: dropped, close frees it
     dist.close()
 
 

@@ -17,12 +17,21 @@ or ``srun dlhpc train …``. gloo on CPU, NCCL on CUDA.
 from __future__ import annotations
 
 import datetime
+import gc
 import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.distributed as tdist
+
+# torch.distributed.nn.functional binds ``group=group.WORLD`` as default arguments when it is
+# first imported (DDP's constructor imports it, through torch._dynamo). Imported while a group
+# exists, those defaults hold the group for the life of the process, so destroy_process_group
+# cannot free it and gloo's threads still run as the interpreter exits (where a rank once died:
+# "terminate called without an active exception", SIGABRT). Imported here, before any group
+# exists, the defaults are None.
+import torch.distributed.nn.functional
 from torch import nn
 
 from dlhpc.engine.env import ClusterEnv
@@ -154,7 +163,11 @@ class Dist:
         return open_shared(numel, env.rank, env.world_size, self.timeout_s)
 
     def close(self) -> None:
+        """Leave the process group and free it: its threads (gloo's) end here, before the
+        interpreter exits. A DDP wrapper sits in a reference cycle and holds the group, so one
+        its caller has dropped is collected first; one still referenced keeps the group alive."""
         if self.active:
+            gc.collect()
             tdist.destroy_process_group()
 
 
