@@ -38,6 +38,7 @@ FLAGS = {
     },
     "loadgen": {
         "--scenario", "--qps", "--duration", "--concurrency", "--data", "--out", "--token",
+        "--timeout",
         "--json", "--quiet",
     },
     "reference": {"--data", "--hidden", "--optimizer", "--epochs", "--iterations", "--lr",
@@ -135,6 +136,51 @@ def test_argument_errors_are_one_line_too(capsys: pytest.CaptureFixture[str]) ->
     assert len(err.strip().splitlines()) == 1 and "--epochs" in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["train", "cnn", "--nproc", "0"], "--nproc: must be at least 1, got 0"),
+        (["train", "cnn", "--max-restarts", "-1"], "--max-restarts: must be 0 or more"),
+        (["evaluate", "r", "--data", "digits", "--batch-size", "0"], "--batch-size: must be"),
+        (["reference", "mlp", "--hidden", "64,0"], "--hidden: expected widths of at least 1"),
+        (["reference", "mlp", "--epochs", "0"], "--epochs: must be at least 1"),
+        (["reference", "gd", "--lr", "-1"], "--lr: must be above 0"),
+        (["reference", "gd", "--lr", "inf"], "--lr: expected a finite number"),
+        (["reference", "gd", "--iterations", "-5"], "--iterations: must be at least 1"),
+        (["plan", "cnn", "--data", "digits", "--target-hours", "0"], "--target-hours: must be"),
+        (["optimize", "r", "--threads", "0"], "--threads: must be at least 1"),
+    ],
+)
+def test_numbers_out_of_range_are_refused_before_any_work(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and says in err, err
+
+
+def test_settings_name_the_flag_that_is_wrong(capsys: pytest.CaptureFixture[str]) -> None:
+    cases = [("--eval-batch-size", "0", "--eval-batch-size must be at least 1"),
+             ("--lr", "inf", "--lr must be a positive finite number"),
+             ("--weight-decay", "inf", "--weight-decay and --warmup-epochs")]  # fmt: skip
+    for flag, value, says in cases:
+        assert main(["train", "cnn", "--data", "digits", flag, value]) == 2
+        assert says in capsys.readouterr().err
+
+
+def test_an_output_path_that_cannot_be_made_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plain = tmp_path / "plain"
+    plain.write_text("a file")
+    assert main(["train", "mlp", "--data", "digits", "--out", str(plain / "run"), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == f"dlhpc train: error: {plain}/run: not a directory"
+    assert main(["demo", "--out", str(plain / "run"), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == f"dlhpc demo: error: {plain}/run: not a directory"
+    assert plain.read_text() == "a file"
+
+
 def test_resume_continues_a_stopped_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "r"
     base = ["--data", "digits", "--out", str(run), "--hidden", "16", "--epochs", "2", "--quiet"]
@@ -144,6 +190,27 @@ def test_resume_continues_a_stopped_run(tmp_path: Path, capsys: pytest.CaptureFi
     assert "cannot change" in capsys.readouterr().err
     assert main(["train", "--resume", str(run), "--json", "--quiet"]) == 0
     assert last_json(capsys.readouterr().out)["epochs"] == 2
+
+
+def test_a_run_that_cannot_be_resumed_is_left_as_it_was(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "r"
+    base = ["--data", "digits", "--out", str(run), "--hidden", "16", "--epochs", "2", "--quiet"]
+    assert main(["train", "mlp", *base, "--max-steps", "5"]) == 0
+    checkpoint = run / "checkpoint" / "state.safetensors"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:300])  # cut short, as by a full disk
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "state.safetensors: unreadable checkpoint" in err and len(err.splitlines()) == 1
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    checkpoint.unlink()
+    assert main(["train", "--resume", str(run)]) == 2
+    assert "no checkpoint to resume from" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == {
+        p: b for p, b in before.items() if p != checkpoint
+    }
 
 
 @pytest.mark.slow

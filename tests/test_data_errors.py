@@ -266,6 +266,33 @@ def test_npz_images_not_numeric(tmp_path: Path) -> None:
     assert str(f) in msg and "numeric" in msg
 
 
+def test_npz_images_with_nan_or_inf(tmp_path: Path) -> None:
+    f = tmp_path / "d.npz"
+    x = np.random.default_rng(0).random((4, 3, 3)).astype(np.float32)
+    x[1, 0, 0], x[2, 1, 1] = np.nan, np.inf
+    np.savez(f, x_train=x, y_train=np.array([0, 1, 0, 1]))
+    msg = data_error(f)
+    assert str(f) in msg and "x_train" in msg and "2 pixel value(s) are NaN or infinite" in msg
+
+
+def test_npz_labels_that_are_not_class_ids(tmp_path: Path) -> None:
+    f = tmp_path / "d.npz"
+    x = np.zeros((4, 3, 3), np.uint8)
+    np.savez(f, x_train=x, y_train=np.array([0.5, 1.0, 0.25, 1.0]))
+    msg = data_error(f)
+    assert str(f) in msg and "class ids" in msg and "0.5" in msg
+    np.savez(f, x_train=x, y_train=np.array([0.0, 1.0, np.nan, 1.0]))
+    assert "class ids" in data_error(f)
+
+
+def test_npz_whole_float_labels_are_class_ids(tmp_path: Path) -> None:
+    f = tmp_path / "d.npz"
+    x = np.random.default_rng(0).integers(0, 256, (6, 3, 3), dtype=np.uint8)
+    np.savez(f, x_train=x, y_train=np.array([0.0, 1.0, 2.0] * 2))
+    s = load_images(DataConfig(str(f), test_fraction=0.5))
+    assert s.classes == ("0.0", "1.0", "2.0") and len(s.train) + len(s.test) == 6
+
+
 # ---------------------------------------------------------------- class folders
 
 

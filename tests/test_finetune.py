@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,21 @@ def test_finetune_onto_fewer_classes_with_a_frozen_backbone(
     assert new["body.layers.2.weight"].shape == (5, 32)  # a new head for 5 classes
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["train"]["init_from"] == str(trained_run) and cfg["train"]["freeze"] == "backbone"
+
+
+def test_unreadable_pretrained_weights_are_one_line(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(trained_run, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])
+    out = tmp_path / "new"
+    argv = ["train", "mlp", "--data", "digits", "--init-from", str(broken), "--out", str(out)]
+    assert main([*argv, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{weights}: unreadable weights" in err and len(err.splitlines()) == 1
+    assert not out.exists()
 
 
 def test_freeze_needs_init(capsys: pytest.CaptureFixture[str]) -> None:

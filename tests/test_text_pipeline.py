@@ -181,6 +181,21 @@ def test_text_and_image_models_are_not_mixed(
     assert "text model" in capsys.readouterr().err
 
 
+def test_a_missing_or_empty_text_source_is_named(
+    text_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", "bag", "--data", str(tmp_path / "nope.csv"), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().endswith("nope.csv: no such file or directory")
+    empty = tmp_path / "empty.csv"
+    write_csv(empty, [("", "a"), ("  ", "b")] * 10)
+    argv = ["train", "bag", "--data", str(empty), "--out", str(tmp_path / "r"),
+            "--cache-dir", str(tmp_path / "c"), "--quiet"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "empty.csv: the training texts have no words" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r").exists() and list((tmp_path / "c").iterdir()) == []
+
+
 def test_bad_text_settings_are_refused() -> None:
     with pytest.raises(ConfigError, match="vocab-size"):
         DataConfig("x.csv", vocab_size=2)

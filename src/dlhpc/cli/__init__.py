@@ -9,6 +9,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 # Environment the CLI sets before anything loads torch (and with it OpenMP), unless the user has.
 # GOMP_SPINCOUNT: how long an idle OpenMP thread spins before it sleeps. libgomp's default
@@ -87,4 +88,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `dlhpc … | head`: the reader left; that is not an error
         sys.stderr.close()
         return 0
+    except OSError as e:  # a path the user gave that cannot be made or written: say which
+        print(f"dlhpc {args.command}: error: {os_error_line(e)}", file=sys.stderr)
+        return 2
     return code
+
+
+def os_error_line(e: OSError) -> str:
+    """``[Errno 20] Not a directory: 'a/b'`` as ``a/b: not a directory``."""
+    what = (e.strerror or str(e)).rstrip(".")
+    what = what[:1].lower() + what[1:]
+    names = [str(n) for n in (e.filename, e.filename2) if n is not None]
+    if isinstance(e, FileExistsError) and names and not Path(names[0]).is_dir():
+        what = "exists and is not a directory"  # mkdir on a file's path
+    return f"{' -> '.join(names)}: {what}" if names else what

@@ -66,6 +66,14 @@ def fraction(text: str) -> float:
     return value
 
 
+def positive_int_list(text: str) -> tuple[int, ...]:
+    """An argparse type: comma-separated integers of at least 1 (layer widths, say)."""
+    values = int_list(text)
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected widths of at least 1, got {text!r}")
+    return values
+
+
 def add_output_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.add_argument("--quiet", action="store_true", help="no progress bar or tables")

@@ -17,7 +17,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from dlhpc.cli.common import add_output_flags, emit
+from dlhpc.cli.common import add_output_flags, emit, positive_int
 from dlhpc.errors import ConfigError, DataError
 
 MAX_TEST = 10_000  # records for parity, accuracy and timing inputs
@@ -45,7 +45,9 @@ def add_optimize(sub: Any) -> None:
     p.add_argument("--export", choices=("onnx",), help="keep the fp32 ONNX graph as a variant")
     p.add_argument("--data", metavar="SRC",
                    help="labelled data for accuracy and calibration (the run's own)")  # fmt: skip
-    p.add_argument("--threads", type=int, help="PyTorch and ONNX Runtime threads (all cores)")
+    p.add_argument(
+        "--threads", type=positive_int, help="PyTorch and ONNX Runtime threads (all cores)"
+    )
     add_output_flags(p)
     p.set_defaults(func=_cmd_optimize)
 
@@ -87,12 +89,10 @@ def _image_samples(cfg: Any, spec: Any, calibrate: bool) -> tuple[Any, Any]:
 
 def _text_samples(cfg: Any, spec: Any, run: Path) -> Any:
     from dlhpc.data.text import encode_for_run, split_records
-    from dlhpc.data.text_sources import find_text_files
+    from dlhpc.data.text_sources import require_text_files
     from dlhpc.optimize import TokenSamples
 
-    files = find_text_files(cfg.source, cfg.text_column, cfg.label_column)
-    if files is None:
-        raise DataError(f"{cfg.source}: not a text source; the run is a text model")
+    files = require_text_files(cfg.source, cfg.text_column, cfg.label_column, "the run")
     records = []
     for rec in split_records(files, cfg, "test"):
         records.append(rec)

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dlhpc.cli.common import add_output_flags
+from dlhpc.cli.common import add_output_flags, positive_float, positive_int
 
 
 def add_plan(sub: Any) -> None:
@@ -23,13 +23,13 @@ def add_plan(sub: Any) -> None:
                        description=__doc__, formatter_class=raw)  # fmt: skip
     p.add_argument("model", choices=model_names(), help="architecture")
     p.add_argument("--data", required=True, metavar="SRC", help="data source (as for train)")
-    p.add_argument("--epochs", type=int, default=15, help="epochs to finish (15)")
-    p.add_argument("--batch-size", type=int, default=128, help="global batch size (128)")
-    p.add_argument("--target-hours", type=float, metavar="H",
+    p.add_argument("--epochs", type=positive_int, default=15, help="epochs to finish (15)")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="global batch size (128)")
+    p.add_argument("--target-hours", type=positive_float, metavar="H",
                    help="nodes needed to finish within H hours, per device")  # fmt: skip
     p.add_argument("--catalog", type=Path, metavar="FILE",
                    help="hardware catalog TOML (the shipped bench/catalog.toml)")  # fmt: skip
-    p.add_argument("--steps", type=int, default=30, help="timed calibration steps (30)")
+    p.add_argument("--steps", type=positive_int, default=30, help="timed calibration steps (30)")
     add_output_flags(p)
     p.set_defaults(func=_cmd_plan)
 

@@ -11,7 +11,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from dlhpc.cli.common import add_output_flags, emit, int_list
+from dlhpc.cli.common import (
+    add_output_flags,
+    emit,
+    positive_float,
+    positive_int,
+    positive_int_list,
+)
 from dlhpc.errors import DlhpcError
 
 
@@ -73,11 +79,13 @@ def add_reference(sub: Any) -> None:
                        description=__doc__, formatter_class=raw)  # fmt: skip
     p.add_argument("what", choices=("gd", "mlp", "lstm", "check"), help="what to run")
     p.add_argument("--data", default="digits", help="mlp: image source (digits)")
-    p.add_argument("--hidden", type=int_list, default=(128,), help="mlp: hidden sizes (128)")
+    p.add_argument(
+        "--hidden", type=positive_int_list, default=(128,), help="mlp: hidden sizes (128)"
+    )
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="mlp (adam)")
-    p.add_argument("--epochs", type=int, help="mlp (20), lstm (10)")
-    p.add_argument("--iterations", type=int, default=500, help="gd: steps (500)")
-    p.add_argument("--lr", type=float, help="gd: alpha (0.1); mlp: lr (1e-3)")
+    p.add_argument("--epochs", type=positive_int, help="mlp (20), lstm (10)")
+    p.add_argument("--iterations", type=positive_int, default=500, help="gd: steps (500)")
+    p.add_argument("--lr", type=positive_float, help="gd: alpha (0.1); mlp: lr (1e-3)")
     p.add_argument("--seed", type=int, default=0, help="(0)")
     add_output_flags(p)
     p.set_defaults(func=_cmd)

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dlhpc.cli.common import S, add_output_flags, emit, int_list
+from dlhpc.cli.common import S, add_output_flags, emit, int_list, nonnegative_int, positive_int
 from dlhpc.errors import DlhpcError
 
 
@@ -90,14 +90,14 @@ def add_train(sub: Any) -> None:
     g = p.add_argument_group("parallel")
     g.add_argument(
         "--nproc",
-        type=int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="ranks on this machine (torch.distributed; gloo on CPU, NCCL on GPU)",
     )
     g.add_argument(
         "--max-restarts",
-        type=int,
+        type=nonnegative_int,
         default=0,
         metavar="K",
         help="restart all ranks up to K times after a failure, from the checkpoint",
@@ -244,7 +244,7 @@ def add_evaluate(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="accuracy of a run on a data source's test split")
     p.add_argument("run", type=Path, help="run directory")
     p.add_argument("--data", required=True, help="data source (as for train)")
-    p.add_argument("--batch-size", type=int, default=1024, help="(1024)")
+    p.add_argument("--batch-size", type=positive_int, default=1024, help="(1024)")
     add_output_flags(p)
     p.set_defaults(func=_cmd_evaluate)
 

@@ -59,9 +59,12 @@ def _nhwc(x: np.ndarray, where: str) -> np.ndarray:
     if not np.issubdtype(x.dtype, np.number):
         raise DataError(f"{where}: images must be numeric, got dtype {x.dtype}")
     xf = x.astype(np.float32)
-    if x.size and float(np.nanmax(xf)) <= 1.0:  # float images in [0, 1]
+    bad = int(np.count_nonzero(~np.isfinite(xf)))
+    if bad:
+        raise DataError(f"{where}: {bad} pixel value(s) are NaN or infinite")
+    if x.size and float(xf.max()) <= 1.0:  # float images in [0, 1]
         xf = xf * 255.0
-    return np.clip(np.rint(np.nan_to_num(xf)), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(xf), 0, 255).astype(np.uint8)
 
 
 def _label_ids(
@@ -70,7 +73,14 @@ def _label_ids(
     """Map raw labels (ints, strings or one-hot rows) to ids 0..K-1, sorted by value."""
 
     def flat(y: np.ndarray) -> np.ndarray:
-        return y.argmax(1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(len(y))
+        y = y.argmax(1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(len(y))
+        # float class ids are fine when whole (3.0); 0.37 is a regression target, not a class
+        if np.issubdtype(y.dtype, np.floating):
+            odd = y[~(np.isfinite(y) & (y == np.round(y)))]
+            if odd.size:
+                raise DataError(f"{where}: labels must be class ids, names or one-hot rows; "
+                                f"got numbers such as {odd[:3].tolist()}")  # fmt: skip
+        return y
 
     tr = flat(y_train)
     values = np.unique(tr)
@@ -85,11 +95,14 @@ def _label_ids(
     return ids_tr, ids_te, tuple(str(v) for v in values.tolist())
 
 
+BUILTIN_SOURCES = ("digits",)  # names of data shipped with the installed packages
+
+
 class DigitsReader:
     name = "digits"
 
     def matches(self, path: Path) -> bool:
-        return str(path) == "digits" and not path.exists()
+        return str(path) == self.name and not path.exists()
 
     def read(self, path: Path, cfg: DataConfig) -> RawImages:
         import torch

@@ -122,6 +122,8 @@ def _build(
 
     if tokenizer is None:
         tok = train_tokenizer(train_texts(), vocab_size)
+        if tok.get_vocab_size() < 3:  # no word beside the padding and unknown tokens
+            raise DataError(f"{files.train}: the training texts have no words (all empty?)")
     else:  # fine-tuning: keep the pretrained run's vocabulary, so its embeddings still fit
         tok = load_tokenizer(tokenizer)
         for _ in train_texts():  # still collect the labels

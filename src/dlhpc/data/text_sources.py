@@ -107,6 +107,22 @@ def find_text_files(
     return TextFiles(train, test, fmt, text_column, label_column)
 
 
+def require_text_files(source: str, text_column: str, label_column: str, model: str) -> TextFiles:
+    """``find_text_files`` for a text model (``model`` says which: "the run", "lstm"): a
+    source that is missing, or not text, is a DataError saying which of the two it is."""
+    files = find_text_files(source, text_column, label_column)
+    if files is not None:
+        return files
+    from dlhpc.data.readers import BUILTIN_SOURCES
+
+    if not Path(source).expanduser().exists() and source not in BUILTIN_SOURCES:
+        raise DataError(f"{source}: no such file or directory")
+    raise DataError(
+        f"{source}: not a text source (a CSV, TSV, JSONL or fastText file, or a directory "
+        f"with train.* and test.*), and {model} is a text model"
+    )
+
+
 def _dir_files(root: Path) -> tuple[Path, Path | None, str] | None:
     train = _one(_split_files(root, "train"), root, "train")
     test = _one(_split_files(root, "test"), root, "test")

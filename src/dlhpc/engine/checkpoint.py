@@ -74,20 +74,32 @@ def save_checkpoint(
     return atomic_write(run_dir / CHECKPOINT, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
-def load_checkpoint(
-    run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer
-) -> dict[str, Any]:
-    """Restore model, optimizer and RNG in place; return the trainer state (epoch, step, …)."""
+def check_checkpoint(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The trainer and optimizer records of ``run_dir``'s checkpoint, from its header (which
+    safetensors checks against the file's length: a truncated file fails here). Resuming calls
+    this before it writes anything, so a run that cannot be resumed is left as it was."""
     path = run_dir / CHECKPOINT
     if not path.is_file():
         raise ConfigError(f"{run_dir}: no checkpoint to resume from ({CHECKPOINT} is missing)")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        tensors = load_file(str(path))
         trainer: dict[str, Any] = json.loads(meta["trainer"])
-        opt_meta = json.loads(meta["optimizer"])
+        opt_meta: dict[str, Any] = json.loads(meta["optimizer"])
     except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: unreadable checkpoint ({e})") from None
+    return trainer, opt_meta
+
+
+def load_checkpoint(
+    run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
+    """Restore model, optimizer and RNG in place; return the trainer state (epoch, step, …)."""
+    trainer, opt_meta = check_checkpoint(run_dir)
+    path = run_dir / CHECKPOINT
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as e:
         raise ConfigError(f"{path}: unreadable checkpoint ({e})") from None
     weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
     model.load_state_dict(weights)

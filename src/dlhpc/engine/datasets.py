@@ -14,7 +14,7 @@ import torch
 from dlhpc.data import DataConfig, load_images, random_affine
 from dlhpc.data.batches import Augment, Batches, ImageBatches, TokenBatches
 from dlhpc.data.text import load_text
-from dlhpc.data.text_sources import find_text_files
+from dlhpc.data.text_sources import find_text_files, require_text_files
 from dlhpc.errors import ConfigError
 from dlhpc.models import ImageInput, ModelConfig, ModelSpec, TextInput, text_model_names
 
@@ -60,11 +60,8 @@ def prepare_data(
             if s is not None
         }
         return Prepared(spec, TokenBatches(t.train, device), evals, None, t.tokenizer_file)
-    if is_text_model:
-        raise ConfigError(
-            f"{model.name} is a text model, but {data.source} is not a text source "
-            "(CSV, TSV, JSONL or fastText file, or a directory with train.* and test.*)"
-        )
+    if is_text_model:  # says why: missing, or not text
+        require_text_files(data.source, data.text_column, data.label_column, model.name)
     s = load_images(data)
     mean, std = s.channel_stats()
     c, h, w = s.train.image_shape

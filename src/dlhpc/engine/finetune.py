@@ -10,11 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from dlhpc.errors import ConfigError
-from dlhpc.models.artifact import WEIGHTS_FILE, read_spec
+from dlhpc.models.artifact import WEIGHTS_FILE, read_spec, read_weights
 
 FREEZE_CHOICES = ("none", "backbone")
 
@@ -24,7 +23,7 @@ def apply_init(model: nn.Module, model_name: str, run: Path) -> tuple[list[str],
     spec = read_spec(run)
     if spec.config.name != model_name:
         raise ConfigError(f"--init-from {run}: a {spec.config.name} run; this is {model_name}")
-    weights = load_file(str(run / WEIGHTS_FILE)) if (run / WEIGHTS_FILE).is_file() else None
+    weights = read_weights(run / WEIGHTS_FILE) if (run / WEIGHTS_FILE).is_file() else None
     if weights is None:
         raise ConfigError(f"--init-from {run}: has no {WEIGHTS_FILE} (training did not finish?)")
     loaded, fresh = [], []

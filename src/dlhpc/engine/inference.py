@@ -17,7 +17,7 @@ from dlhpc.data import DataConfig, decode_image_files, load_images
 from dlhpc.data.batches import Batches, ImageBatches, TokenBatches
 from dlhpc.data.images import convert_channels, resize_images
 from dlhpc.data.text import TokenSet, encode_for_run, split_records
-from dlhpc.data.text_sources import find_text_files
+from dlhpc.data.text_sources import require_text_files
 from dlhpc.engine.datasets import for_evaluation
 from dlhpc.engine.evaluate import evaluate, predict_logits
 from dlhpc.engine.rundir import LoadedRun, load_run
@@ -42,9 +42,7 @@ def _tokens(run: LoadedRun, texts: list[str], y: torch.Tensor) -> TokenSet:
 
 
 def _text_test(run: LoadedRun, data: DataConfig) -> Batches:
-    files = find_text_files(data.source, data.text_column, data.label_column)
-    if files is None:
-        raise DataError(f"{data.source}: not a text source; the run is a text model")
+    files = require_text_files(data.source, data.text_column, data.label_column, "the run")
     texts, labels = [], []
     for text, label in split_records(files, data, "test"):
         texts.append(text)

@@ -19,7 +19,7 @@ from torch import nn
 
 import dlhpc
 from dlhpc.data.batches import Batches
-from dlhpc.engine.checkpoint import CHECKPOINT, checkpoint_world_size
+from dlhpc.engine.checkpoint import CHECKPOINT, check_checkpoint, checkpoint_world_size
 from dlhpc.engine.config import RunConfig, TrainConfig
 from dlhpc.engine.datasets import prepare_data
 from dlhpc.engine.distributed import DEFAULT_TIMEOUT_S, Dist, init_distributed
@@ -126,6 +126,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, dist: Dist) -> TrainOutc
         dist.barrier()
     spec = data.spec
     if resume:
+        check_checkpoint(run_dir)  # before anything in the run directory is rewritten
         spec = load_spec(run_dir)
         if spec.input != data.spec.input or spec.labels != data.spec.labels:
             raise ConfigError(f"{run_dir}: the data has changed since this run started")

@@ -49,6 +49,14 @@ def write_weights(path: Path, model: nn.Module) -> None:
         raise
 
 
+def read_weights(path: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors weights file; an unreadable one is a ConfigError naming it."""
+    try:
+        return load_file(str(path), device=str(device))
+    except (SafetensorError, OSError) as e:
+        raise ConfigError(f"{path}: unreadable weights ({e})") from None
+
+
 def load_model(model_dir: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, ModelSpec]:
     """Rebuild the model of ``model_dir`` in eval mode, weights from safetensors only."""
     if not model_dir.is_dir():
@@ -57,10 +65,7 @@ def load_model(model_dir: Path, device: torch.device | str = "cpu") -> tuple[nn.
     weights = model_dir / WEIGHTS_FILE
     if not weights.is_file():
         raise ConfigError(f"{model_dir}: has no {WEIGHTS_FILE} (training did not finish?)")
-    try:
-        state = load_file(str(weights), device=str(device))
-    except (SafetensorError, OSError) as e:
-        raise ConfigError(f"{weights}: unreadable weights ({e})") from None
+    state = read_weights(weights, device)
     model = build_model(spec)
     try:
         model.load_state_dict(state)
