@@ -190,6 +190,10 @@ def test_resume_continues_a_stopped_run(tmp_path: Path, capsys: pytest.CaptureFi
     assert "cannot change" in capsys.readouterr().err
     assert main(["train", "--resume", str(run), "--json", "--quiet"]) == 0
     assert last_json(capsys.readouterr().out)["epochs"] == 2
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2  # finished: nothing to do
+    assert "already finished (2 of 2 epochs)" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
 def test_a_run_that_cannot_be_resumed_is_left_as_it_was(

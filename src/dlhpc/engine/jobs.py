@@ -126,7 +126,13 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, dist: Dist) -> TrainOutc
         dist.barrier()
     spec = data.spec
     if resume:
-        check_checkpoint(run_dir)  # before anything in the run directory is rewritten
+        trainer, _ = check_checkpoint(run_dir)  # before anything in the run dir is rewritten
+        finished = trainer.get("epoch", 0) >= cfg.train.epochs or trainer.get("stopped_early")
+        if finished and (run_dir / "summary.json").is_file() and env.restart_count == 0:
+            raise ConfigError(
+                f"{run_dir}: already finished ({trainer.get('epoch')} of {cfg.train.epochs} "
+                "epochs); nothing to resume (--epochs N trains it further)"
+            )
         spec = load_spec(run_dir)
         if spec.input != data.spec.input or spec.labels != data.spec.labels:
             raise ConfigError(f"{run_dir}: the data has changed since this run started")
