@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from dlhpc.bench.train import run_once, runners, summarise, write_report
+from dlhpc.bench import check_python
+from dlhpc.bench.train import Runner, run_once, runners, summarise, write_report
+from dlhpc.errors import ConfigError
 
 
 def run(times: list[float], accs: list[float], n: int = 100) -> dict[str, object]:
@@ -95,3 +97,33 @@ def test_the_cli_sets_its_openmp_default_unless_the_user_did_and_peers_run_witho
     env = peer_env()
     assert "GOMP_SPINCOUNT" not in env and "DLHPC_DEFAULTED" not in env
     assert env["OMP_NUM_THREADS"] == "2"
+
+
+def test_peers_python_must_be_an_interpreter_that_starts(tmp_path: Path) -> None:
+    import sys
+
+    assert check_python(sys.executable) == sys.executable
+    script = tmp_path / "not-python"
+    script.write_text("#!/bin/sh\necho 'no python here' >&2\nexit 3\n")
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    cases = {
+        str(tmp_path / "nope"): "no such file",
+        str(tmp_path): "is a directory, not a Python interpreter",
+        str(plain): "not executable",
+        "no-such-python-3.99": "not found on PATH",
+        str(script): "does not run Python code (no python here)",
+    }
+    script.chmod(0o755)
+    for python, says in cases.items():
+        with pytest.raises(ConfigError) as e:
+            check_python(python)
+        assert str(e.value) == f"--peers-python {python}: {says}"
+
+
+def test_a_runner_that_fails_is_skipped_with_its_own_error_line(tmp_path: Path) -> None:
+    import sys
+
+    boom = "import sys; sys.stderr.write('warming up\\nkeras: error: no GPU\\nbye\\n'); sys.exit(1)"
+    result = run_once(Runner("peer", [sys.executable, "-c", boom], "peer"), tmp_path, tmp_path)
+    assert result == {"skipped": "keras: error: no GPU"}

@@ -29,3 +29,26 @@ def test_any_of_the_reports_files_takes_the_name(tmp_path: Path, today: str) -> 
     assert dated_name(tmp_path, "train_cpu", ".md", ".png") == f"train_cpu_{today}-2"
     assert dated_name(tmp_path, "train_cpu", ".md") == f"train_cpu_{today}"  # .png not asked
     assert dated_name(tmp_path, "other", ".md", ".png") == f"other_{today}"
+
+
+def test_unwritable_says_why_before_any_work_and_leaves_nothing(tmp_path: Path) -> None:
+    from dlhpc.fsio import unwritable
+
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    assert unwritable(tmp_path / "new" / "deeper" / "report.png") is None  # made at the write
+    assert unwritable(tmp_path / "reports", directory=True) is None
+    assert unwritable(tmp_path, directory=True) is None
+    assert unwritable(plain) is None  # replaced by the write
+    assert unwritable(tmp_path) == f"{tmp_path}: is a directory; give a file name"
+    assert unwritable(plain, directory=True) == f"{plain}: exists and is not a directory"
+    assert (
+        unwritable(plain / "r.png")
+        == f"{plain}/r.png: cannot be written, {plain} is not a directory"
+    )
+    assert unwritable(Path("/dev/null")) == "/dev/null: exists and is not a regular file"
+    if Path("/proc/self").is_dir():  # a directory nothing can be created in, even by root
+        assert (unwritable(Path("/proc/r.png")) or "").startswith(
+            "/proc/r.png: cannot be written ("
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain"]  # the probes are gone

@@ -68,3 +68,31 @@ def dated_name(directory: str | os.PathLike[str], prefix: str, *suffixes: str) -
         k += 1
         name = f"{base}-{k}"
     return name
+
+
+def unwritable(path: Path, directory: bool = False) -> str | None:
+    """Why ``path`` cannot be written as ``atomic_write`` writes (``directory``: made and
+    written into), or None when it can; for commands that write their output after minutes of
+    work, to say so before it. Folders still missing are made at the write, so the nearest one
+    that exists is tried, by making (and removing) a temporary file in it, as the write will:
+    that asks the filesystem itself (``os.access`` says yes to root for any directory, /proc
+    included)."""
+    try:
+        if os.path.lexists(path):
+            if directory and not path.is_dir():
+                return f"{path}: exists and is not a directory"
+            if not directory and path.is_dir():
+                return f"{path}: is a directory; give a file name"
+            if not directory and not path.is_file():  # a device or pipe: the rename replaces it
+                return f"{path}: exists and is not a regular file"
+        where = path if directory and path.is_dir() else path.absolute().parent
+        while not os.path.lexists(where) and where != where.parent:
+            where = where.parent
+        if not where.is_dir():
+            return f"{path}: cannot be written, {where} is not a directory"
+        fd, tmp = tempfile.mkstemp(prefix=".dlhpc-probe.", suffix=".tmp", dir=where)
+    except OSError as e:  # no search permission on the way, a read-only filesystem, …
+        return f"{path}: cannot be written ({e.strerror or e})"
+    os.close(fd)
+    os.unlink(tmp)
+    return None

@@ -14,9 +14,7 @@ from __future__ import annotations
 import json
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +22,15 @@ from typing import Any
 
 import torch
 
+from dlhpc.bench import last_error_line, run_child, scratch_dir
+from dlhpc.data.readers import find_reader
+from dlhpc.data.text_sources import find_text_files
 from dlhpc.engine.env import available_cores
 from dlhpc.engine.flops import cpu_name
+from dlhpc.engine.jobs import check_global_batch
+from dlhpc.errors import ConfigError, DlhpcError
 from dlhpc.fsio import atomic_write, atomic_write_text, dated_name
+from dlhpc.models import model_names, text_model_names
 
 
 @dataclass(frozen=True)
@@ -51,9 +55,12 @@ def run_one(
     cmd = [sys.executable, "-m", "dlhpc", "train", model, "--data", data, "--out", str(out),
            "--epochs", str(epochs), "--batch-size", str(c.batch), "--threads", str(c.threads),
            "--nproc", str(c.ranks), "--seed", str(seed), "--quiet", "--json"]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.strip()[-500:]}")
+    proc = run_child(cmd)
+    if proc.returncode != 0:  # the child's own one-line reason, not its whole stderr
+        why = last_error_line(proc.stderr, proc.returncode)
+        raise DlhpcError(
+            f"the {c.mode} {c.ranks} rank(s) × {c.threads} thread(s) run failed: {why}"
+        )
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     epochs_log = [json.loads(x) for x in (out / "metrics.jsonl").open() if '"epoch"' in x]
     return {"summary": summary, "epochs": [e for e in epochs_log if e["kind"] == "epoch"]}
@@ -66,17 +73,71 @@ def time_to(history: list[dict[str, Any]], target: float) -> float | None:
     return None
 
 
+def check_source(model: str, source: str) -> None:
+    """What every ``dlhpc train`` child would refuse about MODEL and --data, refused once before
+    the first run: an unknown model, a source no reader recognises, a text model on images or
+    an image model on text. The same look-ups as the child's (``find_text_files``, then
+    ``find_reader``), which resolve the source without reading its samples."""
+    if model not in model_names():
+        raise ConfigError(f"--model {model}: unknown; choose from {', '.join(model_names())}")
+    is_text_model = model in text_model_names()
+    if find_text_files(source) is not None:
+        if not is_text_model:
+            raise ConfigError(f"{model} is an image model, but {source} holds text")
+        return
+    if is_text_model:
+        raise ConfigError(
+            f"{model} is a text model, but {source} is not a text source "
+            "(CSV, TSV, JSONL or fastText file, or a directory with train.* and test.*)"
+        )
+    find_reader(source)
+
+
+def check_plan(
+    model: str, data: str, epochs: int, batch: int, repeats: int, target: float,
+    max_ranks: int | None,
+) -> int:  # fmt: skip
+    """Refuse, before the first of many minutes-long runs, what would stop the benchmark later;
+    returns the largest number of cores (ranks, and threads of one rank) to measure."""
+    if epochs < 1 or batch < 1 or repeats < 1:
+        raise ConfigError("--epochs, --batch-size and --repeats must be at least 1")
+    if not 0 < target <= 1:
+        raise ConfigError(f"--target {target}: must be an accuracy in (0, 1]")
+    # Fewer than 2 cores: the plan would hold the 1 rank × 1 thread baseline alone.
+    cores = available_cores()
+    if cores < 2:
+        raise ConfigError(
+            "only 1 core available: scaling compares 2 or more cores with 1 rank × 1 thread; "
+            "run it where 2 or more are available"
+        )
+    if max_ranks is not None and max_ranks < 2:
+        raise ConfigError(
+            f"--max-ranks {max_ranks}: scaling compares 2 or more cores with 1 rank × 1 thread; "
+            f"use --max-ranks 2 to {cores}"
+        )
+    if max_ranks is not None and max_ranks > cores:
+        # each child checks its threads × ranks against the cores: the first run over fails
+        raise ConfigError(
+            f"--max-ranks {max_ranks}: only {cores} core(s) available; use --max-ranks {cores} "
+            "or fewer"
+        )
+    top = cores if max_ranks is None else max_ranks
+    check_global_batch(batch, top)  # strong scaling splits the global batch among the ranks
+    check_source(model, data)
+    return top
+
+
 def run_scale(
     model: str = "cnn", data: str = "digits", epochs: int = 15, batch: int = 128,
     repeats: int = 2, target: float = 0.97, max_ranks: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    cores = max_ranks or available_cores()
+    cores = check_plan(model, data, epochs, batch, repeats, target, max_ranks)
     plan = configs(cores, batch)
     results: dict[Config, list[dict[str, Any]]] = {c: [] for c in plan}
-    with tempfile.TemporaryDirectory(prefix="dlhpc-scale-") as tmp:
+    with scratch_dir("dlhpc-scale-") as tmp:
         for rep in range(repeats):
             for c in plan if rep % 2 == 0 else list(reversed(plan)):
-                results[c].append(run_one(c, model, data, epochs, 0, Path(tmp)))
+                results[c].append(run_one(c, model, data, epochs, 0, tmp))
     base = results[plan[0]]  # 1 rank × 1 thread
     rows: list[dict[str, Any]] = []
     for c, runs in results.items():

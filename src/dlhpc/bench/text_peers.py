@@ -48,7 +48,8 @@ from typing import Any
 
 import torch
 
-from dlhpc.bench import peer_env
+from dlhpc.bench import peer_env, scratch_dir
+from dlhpc.errors import DataError, DlhpcError
 from dlhpc.fsio import atomic_write_text, dated_name
 
 # The peers' settings: fastText's recommended ones, the tutorial's Keras models.
@@ -216,18 +217,29 @@ def _peer_missing(python: str | None, module: str) -> str | None:
     return None if p.returncode == 0 else f"{module} is not installed in {python}"
 
 
+def check_corpus(data: Path) -> None:
+    """``--data``: a directory as ``text_corpus`` writes it. Every runner reads its train.csv
+    and test.csv (fastText its fasttext/*.txt), and the report counts the classes in
+    train.csv after the rounds: a wrong directory is refused before them."""
+    if not data.is_dir():
+        what = "no such directory" if not data.exists() else "not a directory"
+        raise DataError(f"{data}: {what}; expected a corpus from python -m dlhpc.bench.text_corpus")
+    missing = [name for name in ("train.csv", "test.csv") if not (data / name).is_file()]
+    if missing:
+        raise DataError(
+            f"{data}: no {' or '.join(missing)}; expected a corpus from "
+            "python -m dlhpc.bench.text_corpus"
+        )
+
+
 def run_rounds(runners: list[Runner], data: Path, repeats: int, timeout: float) -> None:
     active = [r for r in runners if r.skipped is None]
-    with tempfile.TemporaryDirectory(prefix="dlhpc-text-peers-") as tmp:
+    with scratch_dir("dlhpc-text-peers-") as tmp:
         for k in range(repeats):
             order = active[k % len(active) :] + active[: k % len(active)]  # rotate each round
             for r in order:
                 try:
-                    res = (
-                        dlhpc_once(r, data, Path(tmp), timeout)
-                        if r.is_dlhpc
-                        else peer_once(r, timeout)
-                    )
+                    res = dlhpc_once(r, data, tmp, timeout) if r.is_dlhpc else peer_once(r, timeout)
                 except (RuntimeError, subprocess.TimeoutExpired) as e:
                     r.skipped = f"failed: {e}"
                     active.remove(r)
@@ -345,6 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     dlhpc_threads = [int(t) for t in a.dlhpc_threads.split(",")]
     data = a.data.resolve()
+    check_corpus(data)
     runners = [r for r in build_runners(data, a.threads, dlhpc_threads, a.peers_python)
                if r.kind in a.only.split(",")]  # fmt: skip
     load_before = os.getloadavg()
@@ -377,4 +390,8 @@ def _count_classes(data: Path) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except DlhpcError as e:  # one line and status 2, as the dlhpc commands say it
+        print(f"text_peers: error: {e}", file=sys.stderr)
+        raise SystemExit(e.exit_code) from None

@@ -22,9 +22,7 @@ from __future__ import annotations
 import json
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from importlib.util import find_spec
@@ -34,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dlhpc.bench import peer_env
+from dlhpc.bench import last_error_line, peer_env, run_child, scratch_dir
 from dlhpc.data import DataConfig, load_images
 from dlhpc.engine.env import available_cores
 from dlhpc.engine.flops import cpu_name, device_name
@@ -91,10 +89,10 @@ def run_once(r: Runner, data: Path, work: Path) -> dict[str, Any]:
     cmd = [a.replace("{data}", str(data)).replace("{out}", str(out)) for a in r.argv]
     t0 = time.perf_counter()
     env = peer_env() if r.kind == "peer" else None  # peers run as users would run them
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    proc = run_child(cmd, env)
     process_s = time.perf_counter() - t0
     if proc.returncode != 0:
-        return {"skipped": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
+        return {"skipped": last_error_line(proc.stderr, proc.returncode)}
     last = json.loads(proc.stdout.strip().splitlines()[-1])
     if r.kind == "peer":
         epochs, n = last["epochs"], last["train_samples"]
@@ -145,13 +143,13 @@ def run_bench(
 ) -> dict[str, Any]:
     plan = runners(peers_python, threads, device)
     raw: dict[str, list[dict[str, Any]]] = {r.name: [] for r in plan}
-    with tempfile.TemporaryDirectory(prefix="dlhpc-bench-") as tmp:
-        data = Path(tmp) / "data.npz"
+    with scratch_dir("dlhpc-bench-") as tmp:
+        data = tmp / "data.npz"
         n_train, n_test = export_npz(source, data)
         for rep in range(repeats):
             k = rep % len(plan)
             for r in plan[k:] + plan[:k]:  # rotated order: drift hits every runner alike
-                raw[r.name].append(run_once(r, data, Path(tmp)))
+                raw[r.name].append(run_once(r, data, tmp))
     rows = {name: summarise(runs, target) for name, runs in raw.items()}
     base = rows["dlhpc"]
     for row in rows.values():

@@ -10,9 +10,21 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
-from dlhpc.cli.common import add_output_flags, emit
+from dlhpc.cli.common import add_output_flags, emit, fraction, positive_float, positive_int
+from dlhpc.fsio import unwritable
+
+
+def out_dir(text: str) -> str:
+    """An argparse type for ``--out``: a directory, or a path that can be made one. Checked when
+    the command line is read: the report is written after minutes of runs, too late to find the
+    path unusable."""
+    why = unwritable(Path(text).expanduser(), directory=True)
+    if why is not None:
+        raise argparse.ArgumentTypeError(why)
+    return text
 
 
 def _cmd_peak(a: argparse.Namespace) -> int:
@@ -49,13 +61,9 @@ def _cmd_peak(a: argparse.Namespace) -> int:
 def _cmd_scale(a: argparse.Namespace) -> int:
     import shlex
     import sys
-    from pathlib import Path
 
     from dlhpc.bench.scale import run_scale, write_report
-    from dlhpc.errors import DlhpcError
 
-    if a.repeats < 1 or a.epochs < 1:
-        raise DlhpcError("--repeats and --epochs must be at least 1")
     result = run_scale(a.model, a.data, a.epochs, a.batch_size, a.repeats, a.target, a.max_ranks)
     command = "dlhpc " + shlex.join(sys.argv[1:])
     report = write_report(result, Path(a.out), command) if a.out else None
@@ -76,14 +84,13 @@ def _cmd_scale(a: argparse.Namespace) -> int:
 def _cmd_train(a: argparse.Namespace) -> int:
     import shlex
     import sys
-    from pathlib import Path
 
+    from dlhpc.bench import check_python
     from dlhpc.bench.train import run_bench, write_report
     from dlhpc.engine.env import ClusterEnv, resolve_device, resolve_threads
-    from dlhpc.errors import DlhpcError
 
-    if a.repeats < 1:
-        raise DlhpcError("--repeats must be at least 1")
+    if a.peers_python is not None:  # now: the peers run after dlhpc's runs (and the corpus)
+        a.peers_python = check_python(a.peers_python)
     threads = resolve_threads(ClusterEnv(), a.threads)
     if a.model != "cnn":
         return _text_train_bench(a, threads)
@@ -112,20 +119,20 @@ def _text_train_bench(a: argparse.Namespace, threads: int) -> int:
     """``bag``/``lstm``: dlhpc's defaults vs fastText and the tutorial's Keras models, on the
     standard-library docstring corpus (built in a temporary directory unless --data names one)."""
     import sys
-    import tempfile
     from importlib.util import find_spec
-    from pathlib import Path
 
-    from dlhpc.bench import text_corpus, text_peers
+    from dlhpc.bench import scratch_dir, text_corpus, text_peers
     from dlhpc.errors import DlhpcError
 
     if a.device != "cpu":
         raise DlhpcError("--model bag|lstm compares CPU tools: use --device cpu")
-    with tempfile.TemporaryDirectory(prefix="dlhpc-corpus-") as tmp:
+    if a.data != "digits":  # a corpus of the user's: checked before the corpus of ours is built
+        text_peers.check_corpus(Path(a.data).expanduser().resolve())
+    with scratch_dir("dlhpc-corpus-") as tmp:
         data = a.data
         if data == "digits":  # the default names the image set: build the text corpus
-            data = tmp
-            text_corpus.write_corpus(text_corpus.build_corpus(), Path(tmp))
+            data = str(tmp)
+            text_corpus.write_corpus(text_corpus.build_corpus(), tmp)
         argv = ["--data", data, "--threads", str(threads), "--dlhpc-threads", str(threads),
                 "--repeats", str(a.repeats), "--only", a.model]  # fmt: skip
         peers = a.peers_python or (
@@ -137,25 +144,31 @@ def _text_train_bench(a: argparse.Namespace, threads: int) -> int:
 
 
 def add_bench(sub: Any) -> None:
+    from dlhpc.models import model_names
+
     raw = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("bench", help="side-by-side benchmarks", description=__doc__,
                        formatter_class=raw)  # fmt: skip
     bench = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
     peak = bench.add_parser("peak", help="measure this machine's matrix-multiply peak")
     peak.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="(auto)")
-    peak.add_argument("--threads", type=int, help="intra-op threads (all cores)")
-    peak.add_argument("--seconds", type=float, default=1.0, help="per dtype (1.0)")
+    peak.add_argument("--threads", type=positive_int, help="intra-op threads (all cores)")
+    peak.add_argument("--seconds", type=positive_float, default=1.0, help="per dtype (1.0)")
     add_output_flags(peak)
     peak.set_defaults(func=_cmd_peak)
     scale = bench.add_parser("scale", help="throughput for 1..N ranks × threads (a report)")
-    scale.add_argument("--model", default="cnn", help="(cnn)")
+    scale.add_argument("--model", default="cnn", choices=model_names(), help="(cnn)")
     scale.add_argument("--data", default="digits", help="(digits)")
-    scale.add_argument("--epochs", type=int, default=15, help="(15)")
-    scale.add_argument("--batch-size", type=int, default=128, help="global, strong scaling (128)")
-    scale.add_argument("--repeats", type=int, default=2, help="interleaved repeats (2)")
-    scale.add_argument("--target", type=float, default=0.97, help="accuracy for time-to (0.97)")
-    scale.add_argument("--max-ranks", type=int, help="(the cores available)")
-    scale.add_argument("--out", help="directory for the dated report, e.g. benchmarks")
+    scale.add_argument("--epochs", type=positive_int, default=15, help="(15)")
+    scale.add_argument("--batch-size", type=positive_int, default=128,
+                       help="global, strong scaling (128)")  # fmt: skip
+    scale.add_argument("--repeats", type=positive_int, default=2, help="interleaved repeats (2)")
+    scale.add_argument("--target", type=fraction, default=0.97,
+                       help="accuracy for time-to (0.97)")  # fmt: skip
+    scale.add_argument("--max-ranks", type=positive_int,
+                       help="2 or more (the cores available)")  # fmt: skip
+    scale.add_argument("--out", type=out_dir,
+                       help="directory for the dated report, e.g. benchmarks")  # fmt: skip
     add_output_flags(scale)
     scale.set_defaults(func=_cmd_scale)
     train = bench.add_parser(
@@ -167,13 +180,14 @@ def add_bench(sub: Any) -> None:
     train.add_argument("--data", default="digits",
                        help="image source for cnn (digits); text source for bag|lstm (the "
                             "stdlib-docstring corpus, built on the fly)")  # fmt: skip
-    train.add_argument("--threads", type=int, help="for every runner (all cores)")
-    train.add_argument("--repeats", type=int, default=2, help="interleaved repeats (2)")
-    train.add_argument("--target", type=float, default=0.97, help="test accuracy (0.97)")
+    train.add_argument("--threads", type=positive_int, help="for every runner (all cores)")
+    train.add_argument("--repeats", type=positive_int, default=2, help="interleaved repeats (2)")
+    train.add_argument("--target", type=fraction, default=0.97, help="test accuracy (0.97)")
     train.add_argument("--peers-python", help="python of an environment with TensorFlow")
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
                        help="for dlhpc and the PyTorch loop (cpu)")  # fmt: skip
-    train.add_argument("--out", help="directory for the dated report, e.g. benchmarks")
+    train.add_argument("--out", type=out_dir,
+                       help="directory for the dated report, e.g. benchmarks")  # fmt: skip
     add_output_flags(train)
     train.set_defaults(func=_cmd_train)
 

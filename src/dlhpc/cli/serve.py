@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from dlhpc.cli.common import add_output_flags, emit
+from dlhpc.cli.common import add_output_flags, emit, positive_float
 
 
 def _default_name(run: Path) -> str:
@@ -149,6 +149,15 @@ def add_loadgen(sub: Any) -> None:
         help=f"outstanding requests: offline always, server at most ({d.concurrency})",
     )
     p.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=d.timeout_s,
+        metavar="S",
+        help="seconds each request may take (server scenario: from its scheduled send); "
+        "slower ones count as 'timeout' errors. A server that leaves the first requests (its "
+        f"model's metadata) unanswered that long stops loadgen before any load ({d.timeout_s:g})",
+    )
+    p.add_argument(
         "--data",
         default=d.data,
         metavar="SRC",
@@ -173,6 +182,7 @@ def _cmd_loadgen(a: argparse.Namespace) -> int:
         concurrency=a.concurrency,
         data=a.data,
         token=a.token,
+        timeout_s=a.timeout,
     )
     report = run_loadgen(cfg, a.out or Path(f"loadgen-{cfg.scenario}.png"))
     emit(a, report, f"{cfg.scenario} on {report['url']}")

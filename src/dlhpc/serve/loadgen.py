@@ -13,13 +13,22 @@ Scenarios (one sample per request):
 Inputs follow the model's metadata: for image models (UINT8) random images of its shape, or
 ``x_test`` of an ``.npz`` file; for text models (BYTES) random texts of common words, or the
 lines of a ``.txt`` file. Reports p50/p90/p99 latency, throughput and errors by status code.
+
+Every request has ``timeout_s`` to be answered, else it counts as a ``"timeout"`` error; in the
+server scenario that time runs from its scheduled send, as its latency does, so a dead or stalled
+server ends the run about ``timeout_s`` after the last arrival. The probes before the run (which
+model, its inputs) have the same limit, and a server that does not answer them stops the run
+before any load is sent, as do unreadable data and a histogram path that cannot be written.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +37,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from dlhpc.errors import ConfigError
-from dlhpc.fsio import atomic_write
+from dlhpc.errors import ConfigError, DataError
+from dlhpc.fsio import atomic_write, unwritable
 from dlhpc.serve.http1 import Http1Pool, ProtocolError
 
 if TYPE_CHECKING:  # httpx is imported where used: `dlhpc --help` and every parser skip it
@@ -47,21 +56,27 @@ class LoadConfig:
     concurrency: int = 16  # offline: requests kept outstanding; server: at most outstanding
     data: str = "random"  # random | a .npz with x_test (images) | a .txt, one text a line
     token: str | None = None
-    timeout_s: float = 30.0  # per request
+    timeout_s: float = 10.0  # per request and per probe: unanswered by then is an error
     samples: int = 64  # distinct request bodies, cycled
     seed: int = 0
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(f"expected an http:// URL, got {self.url!r}")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"expected an http://HOST[:PORT] URL, got {self.url!r}")
+        try:
+            port = parts.port  # urllib checks the number, not that one can connect to it
+        except ValueError:
+            port = 0
+        if port == 0:  # out of range, not a number, or 0 ("any port" when listening)
+            raise ConfigError(f"{self.url}: the port must be a number from 1 to 65535")
         if self.scenario not in SCENARIOS:
             raise ConfigError(f"unknown scenario {self.scenario!r}; choose from {SCENARIOS}")
         for what, v in {"qps": self.qps, "duration": self.duration_s,
                         "concurrency": self.concurrency, "timeout": self.timeout_s,
                         "samples": self.samples}.items():  # fmt: skip
-            if v <= 0:
-                raise ConfigError(f"{what} must be positive, got {v}")
+            if not v > 0 or not math.isfinite(v):  # nan passes `v <= 0`; inf never ends
+                raise ConfigError(f"{what} must be a positive finite number, got {v}")
 
 
 @dataclass
@@ -77,17 +92,27 @@ class Record:
         self.last_done = time.perf_counter()
 
 
-def model_url(client: httpx.Client, url: str) -> str:
-    """``…/v2/models/NAME``: as given, or the one model a dlhpc server lists at ``/v2``."""
+def probe(client: httpx.Client, url: str) -> httpx.Response:
+    """GET ``url`` under the client's timeout; a server that cannot be reached, or that takes
+    the connection and never answers (a hung process, a port that is not HTTP), is one line."""
     import httpx
 
+    try:
+        return client.get(url)
+    except httpx.ConnectTimeout:
+        raise ConfigError(f"{url}: cannot reach the server (connecting timed out)") from None
+    except httpx.TimeoutException:  # connected, asked, no answer within the timeout
+        raise ConfigError(f"no response from {url} within {client.timeout.read} s") from None
+    except (httpx.HTTPError, httpx.InvalidURL) as e:
+        raise ConfigError(f"{url}: cannot reach the server ({e})") from None
+
+
+def model_url(client: httpx.Client, url: str) -> str:
+    """``…/v2/models/NAME``: as given, or the one model a dlhpc server lists at ``/v2``."""
     url = url.rstrip("/")
     if "/v2/models/" in url:
         return url
-    try:
-        r = client.get(f"{url}/v2")
-    except httpx.HTTPError as e:
-        raise ConfigError(f"{url}: cannot reach the server ({e})") from None
+    r = probe(client, f"{url}/v2")
     try:
         models = r.json().get("models") if r.status_code == 200 else None
     except (ValueError, AttributeError):
@@ -99,12 +124,7 @@ def model_url(client: httpx.Client, url: str) -> str:
 
 def input_tensor(client: httpx.Client, url: str) -> tuple[str, str, list[int]]:
     """The input tensor's name, datatype and shape (first dim -1) from the model metadata."""
-    import httpx
-
-    try:
-        r = client.get(url)
-    except httpx.HTTPError as e:
-        raise ConfigError(f"{url}: cannot reach the server ({e})") from None
+    r = probe(client, url)
     if r.status_code != 200:
         raise ConfigError(f"{url}: model metadata answered {r.status_code}: {r.text[:200]}")
     try:
@@ -127,18 +147,33 @@ def load_samples(data: str, shape: list[int], n: int, seed: int) -> np.ndarray:
     path = Path(data)
     if path.suffix != ".npz" or not path.is_file():
         raise ConfigError(f"{data}: expected 'random' or an .npz file with x_test")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            x = np.asarray(z["x_test"][:n])
-    except (OSError, ValueError, KeyError) as e:
-        raise ConfigError(f"{data}: cannot read x_test ({e})") from None
+    x = _read_x_test(path, n)
     if x.ndim == len(item) and item[-1] == 1:  # (N, H, W) for a one-channel model
         x = x[..., None]
     if x.shape[1:] != item or len(x) == 0:
         raise ConfigError(f"{data}: x_test is {list(x.shape)}; the model takes [N, {item}]")
-    if x.dtype != np.uint8 and (x.min() < 0 or x.max() > 255):
+    if x.dtype != np.uint8 and not (x.min() >= 0 and x.max() <= 255):  # nan fails too
         raise ConfigError(f"{data}: x_test must hold raw pixels 0–255")
     return x.astype(np.uint8)
+
+
+def _read_x_test(path: Path, n: int) -> np.ndarray:
+    """The first ``n`` of ``x_test``: numbers in an array of at least one dimension. An empty,
+    truncated or corrupt file is one line naming it, as ``dlhpc.data``'s .npz reader says it."""
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single array (.npy), not named arrays")
+        with z:
+            if "x_test" not in z.files:
+                keys = ", ".join(sorted(z.files)) or "none"
+                raise DataError(f"{path}: expected an array x_test; found {keys}")
+            x = z["x_test"]  # the whole member is read (and its CRC checked) here
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise DataError(f"{path}: not a readable .npz file ({e})") from None
+    if x.ndim == 0 or x.dtype.kind not in "buif":
+        raise DataError(f"{path}: x_test must be an array of pixel values, got {x.dtype} {x.shape}")
+    return np.asarray(x[:n])
 
 
 WORDS = (  # random texts: common English words
@@ -186,9 +221,13 @@ def request_bodies(tensors: list[dict[str, Any]]) -> list[bytes]:
     return [json.dumps({"inputs": [t]}).encode() for t in tensors]
 
 
-async def _send(client: Http1Pool, path: str, body: bytes) -> str:
+async def _send(client: Http1Pool, path: str, body: bytes, timeout_s: float) -> str:
+    """One request's outcome: its status code, "timeout", or the error that ended it. The
+    timeout covers the whole request, connecting included (the pool's own covers the exchange:
+    a server whose backlog is full takes no connection for minutes)."""
     try:
-        status, _ = await client.post(path, body)
+        async with asyncio.timeout(timeout_s):
+            status, _ = await client.post(path, body)
     except TimeoutError:
         return "timeout"
     except (OSError, EOFError, ValueError, ProtocolError) as e:  # refused, reset, garbled
@@ -202,7 +241,8 @@ async def _single_stream(client: Http1Pool, url: str, bodies: list[bytes],
     i = 0
     while time.perf_counter() < end:
         t0 = time.perf_counter()
-        rec.add(await _send(client, url, bodies[i % len(bodies)]), time.perf_counter() - t0)
+        outcome = await _send(client, url, bodies[i % len(bodies)], cfg.timeout_s)
+        rec.add(outcome, time.perf_counter() - t0)
         i += 1
 
 
@@ -214,7 +254,8 @@ async def _offline(client: Http1Pool, url: str, bodies: list[bytes],
         i = k
         while time.perf_counter() < end:
             t0 = time.perf_counter()
-            rec.add(await _send(client, url, bodies[i % len(bodies)]), time.perf_counter() - t0)
+            outcome = await _send(client, url, bodies[i % len(bodies)], cfg.timeout_s)
+            rec.add(outcome, time.perf_counter() - t0)
             i += cfg.concurrency
 
     await asyncio.gather(*(stream(k) for k in range(cfg.concurrency)))
@@ -230,8 +271,13 @@ async def _server(client: Http1Pool, url: str, bodies: list[bytes],
     start = time.perf_counter()
 
     async def one(i: int, scheduled: float) -> None:
+        # The timeout runs from the scheduled send, as the latency does: a request that waited
+        # its time out for a free slot is a timeout, not a late send (so a stalled server ends
+        # the run about timeout_s after the last arrival, not timeout_s per `concurrency` ones).
         async with gate:
-            outcome = await _send(client, url, bodies[i % len(bodies)])
+            left = scheduled + cfg.timeout_s - time.perf_counter()
+            body = bodies[i % len(bodies)]
+            outcome = await _send(client, url, body, left) if left > 0 else "timeout"
         rec.add(outcome, time.perf_counter() - scheduled)
 
     tasks = []
@@ -326,10 +372,22 @@ def write_histogram(path: Path, latencies_s: list[float], report: dict[str, Any]
         plt.close(fig)
 
 
+def check_output_path(path: Path) -> None:
+    """Fail now, not after the load test, where the histogram could not be written."""
+    why = unwritable(path)
+    if why is not None:
+        raise ConfigError(why)
+
+
 def run_loadgen(cfg: LoadConfig, png: Path | None = None) -> dict[str, Any]:
-    """Drive the server with ``cfg``'s scenario; the report dict (and the PNG when asked)."""
+    """Drive the server with ``cfg``'s scenario; the report dict (and the PNG when asked).
+
+    What can be checked before the load is: the PNG's path, the server's answers about its
+    model, the samples; the load test starts only when all of them are right."""
     import httpx
 
+    if png is not None:
+        check_output_path(png)
     headers = {"authorization": f"Bearer {cfg.token}"} if cfg.token else {}
     with httpx.Client(timeout=cfg.timeout_s, headers=headers) as client:
         url = model_url(client, cfg.url)
