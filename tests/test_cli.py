@@ -231,3 +231,16 @@ def test_the_default_cnn_reaches_97_percent_on_digits(tmp_path: Path) -> None:
     assert summary["params"] == 93_322
     assert "Traceback" not in proc.stderr
     assert np.isfinite(summary["samples_per_second"])
+
+
+def test_predict_refuses_a_directory(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dlhpc.engine.inference import read_text_inputs
+    from dlhpc.errors import DataError
+
+    assert main(["predict", str(trained_run), str(tmp_path)]) == 2  # an image run
+    assert capsys.readouterr().err.strip().endswith(f"{tmp_path}: is a directory; give image files")
+    with pytest.raises(DataError, match="is a directory; give text files, texts or -"):
+        read_text_inputs(["a text", str(tmp_path)])  # a text run
+    assert read_text_inputs(["a text", "x" * 5000]) == ["a text", "x" * 5000]

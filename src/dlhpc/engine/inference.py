@@ -85,9 +85,12 @@ def evaluate_job(run_dir: Path, data: DataConfig, batch_size: int = 1024) -> dic
     }
 
 
-def _is_file(item: str) -> bool:
+def _is_file(item: str, directory: bool = False) -> bool:
+    """Whether a text argument names an existing file (``directory``: a directory)."""
     try:
-        return len(item) < 4096 and "\n" not in item and Path(item).is_file()
+        path = Path(item)
+        found = path.is_dir() if directory else path.is_file()
+        return len(item) < 4096 and "\n" not in item and found
     except OSError:  # e.g. a long text is no valid file name
         return False
 
@@ -98,6 +101,8 @@ def read_text_inputs(inputs: list[str]) -> list[str]:
     for item in inputs:
         if item == "-":
             texts += [line.rstrip("\n") for line in sys.stdin]
+        elif _is_file(item, directory=True):  # meant as a path, not as a text
+            raise DataError(f"{item}: is a directory; give text files, texts or -")
         elif _is_file(item):
             try:
                 texts += Path(item).read_text(encoding="utf-8").splitlines()
@@ -113,6 +118,8 @@ def _image_batch(run: LoadedRun, inputs: list[str]) -> tuple[list[str], Batches]
     assert isinstance(inp, ImageInput)
     paths = [Path(p) for p in inputs]
     for p in paths:
+        if p.is_dir():
+            raise DataError(f"{p}: is a directory; give image files")
         if not p.is_file():
             raise DataError(f"{p}: no such file")
     x = torch.from_numpy(decode_image_files(paths, inp.channels, inp.height, inp.width))
