@@ -37,3 +37,19 @@ def test_reference_mlp_on_digits_reaches_95_percent(capsys: pytest.CaptureFixtur
 def test_reference_lstm_learns(capsys: pytest.CaptureFixture[str]) -> None:
     r = run_json(capsys, "lstm", "--epochs", "4")
     assert isinstance(r["accuracy"], float) and r["accuracy"] > 0.8  # chance is 0.5
+
+
+def test_reference_gd_says_when_a_step_diverges(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["reference", "gd", "--lr", "5", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""  # no numpy overflow warnings
+    assert "diverged: α = 5 is above 2/λmax(XᵀX/m) = 1.67" in out
+    r = json.loads(out.splitlines()[-1])  # strict JSON: the overflowed losses are null
+    assert (
+        r["diverged"] is True
+        and r["final_loss"] is None
+        and r["alpha_max"] == pytest.approx(1.67, abs=0.01)
+    )
+    assert main(["reference", "gd", "--lr", "1.6", "--json", "--quiet"]) == 0  # just below
+    r = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert r["diverged"] is False and r["theta_error_vs_lstsq"] < 1e-6

@@ -52,3 +52,14 @@ def test_unwritable_says_why_before_any_work_and_leaves_nothing(tmp_path: Path) 
             "/proc/r.png: cannot be written ("
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain"]  # the probes are gone
+
+
+def test_json_has_no_nan_or_infinity(tmp_path: Path) -> None:
+    import json
+
+    from dlhpc.fsio import atomic_write_json, json_line
+
+    record = {"loss": float("nan"), "curve": [1.0, float("inf"), -float("inf")], "n": 3}
+    assert json_line(record) == '{"loss": null, "curve": [1.0, null, null], "n": 3}'
+    atomic_write_json(tmp_path / "s.json", record)
+    assert json.loads((tmp_path / "s.json").read_text()) == json.loads(json_line(record))

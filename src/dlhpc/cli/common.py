@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from typing import Any, NoReturn
+
+from dlhpc.fsio import json_line
 
 S = argparse.SUPPRESS  # flags left unset stay unset (a resumed run keeps its own settings)
 
@@ -87,7 +88,7 @@ def emit(a: argparse.Namespace, result: dict[str, Any], headline: str) -> None:
             if not isinstance(v, dict | list):
                 print(f"  {k:<20} {_fmt(v)}")
     if a.json:
-        print(json.dumps(result))
+        print(json_line(result))
 
 
 def _fmt(v: object) -> str:

@@ -34,6 +34,9 @@ def _cmd(a: argparse.Namespace) -> int:
         headline = (f"gradient descent: loss {r['final_loss']:.6g} after {a.iterations} steps; "
                     f"|θ − lstsq| = {r['theta_error_vs_lstsq']:.3g}\nloss curve: "
                     f"{_curve(r['loss_curve'], max(1, a.iterations // 10))}")  # fmt: skip
+        if r["diverged"]:
+            headline += (f"\ndiverged: α = {r['alpha']:g} is above 2/λmax(XᵀX/m) = "
+                         f"{r['alpha_max']:.3g}, the largest step that converges")  # fmt: skip
         r = {k: v for k, v in r.items() if k not in ("theta", "theta_lstsq")}
     elif what == "mlp":
         r = _run_mlp(a)

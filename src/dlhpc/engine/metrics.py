@@ -8,6 +8,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from dlhpc.fsio import json_line
+
 
 class MetricsLog:
     def __init__(self, run_dir: Path, tensorboard: bool = True, enabled: bool = True) -> None:
@@ -25,7 +27,7 @@ class MetricsLog:
         if self._file is None:
             return
         record = {"kind": kind, "step": step, "time": round(time.time(), 3), **values}
-        self._file.write(json.dumps(record) + "\n")
+        self._file.write(json_line(record) + "\n")
         self._file.flush()
         if self._tb is not None:
             for k, v in values.items():

@@ -50,15 +50,22 @@ def run_gd(seed: int = 0, iterations: int = 500, alpha: float = 0.1) -> dict[str
     theta_true = rng.normal(size=5)
     y_m = X_mn @ theta_true + 0.1 * rng.normal(size=200)
     t0 = time.perf_counter()
-    theta, losses = gradient_descent_history(X_mn, y_m, np.zeros(5), alpha, iterations)
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverging α is reported, not warned
+        theta, losses = gradient_descent_history(X_mn, y_m, np.zeros(5), alpha, iterations)
     seconds = time.perf_counter() - t0
     theta_star = np.linalg.lstsq(X_mn, y_m, rcond=None)[0]
+    # J's Hessian is XᵀX/m; gradient descent converges iff α < 2/λmax of it
+    alpha_max = 2.0 / float(np.linalg.eigvalsh(X_mn.T @ X_mn / len(y_m)).max())
     return {
         "loss_curve": losses,
         "final_loss": losses[-1],
+        "alpha_max": alpha_max,
+        "diverged": not (np.isfinite(losses[-1]) and losses[-1] <= losses[0]),
         "theta_error_vs_lstsq": float(
             np.linalg.norm(theta - theta_star) / np.linalg.norm(theta_star)
-        ),
+        )
+        if np.all(np.isfinite(theta))
+        else float("inf"),
         "theta": theta.tolist(),
         "theta_lstsq": theta_star.tolist(),
         "iterations": iterations,
