@@ -282,6 +282,14 @@ def test_nproc_refuses_before_any_rank_starts(
         "dlhpc train: error: --batch-size 2 is the global batch: it must be at least the world "
         "size 4"
     )
+    from dlhpc.engine.env import available_cores
+
+    more = available_cores() + 1  # CPU ranks beyond the cores only contend for them
+    assert main([*argv, "--nproc", str(more), "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"dlhpc train: error: --nproc {more}: CPU ranks need a core each, and {more - 1} "
+        f"core(s) are available here; use --nproc {more - 1} or fewer"
+    )
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert main([*argv, "--nproc", "2", "--device", "cuda"]) == 2

@@ -212,9 +212,10 @@ def _launch(a: argparse.Namespace) -> int:
 
 def _check_before_launch(a: argparse.Namespace) -> None:
     """What every rank would refuse, refused once, before any rank starts."""
-    from dlhpc.engine.env import ClusterEnv, resolve_device
+    from dlhpc.engine.env import ClusterEnv, available_cores, resolve_device
     from dlhpc.engine.jobs import check_global_batch
     from dlhpc.engine.rundir import load_config
+    from dlhpc.errors import ConfigError
 
     if a.resume is not None:
         train = load_config(a.resume).train
@@ -225,7 +226,13 @@ def _check_before_launch(a: argparse.Namespace) -> None:
     else:
         return  # the ranks say what is missing
     device = getattr(a, "device", train.device)
-    resolve_device(device, ClusterEnv(world_size=a.nproc, local_world_size=a.nproc))
+    env = ClusterEnv(world_size=a.nproc, local_world_size=a.nproc)
+    cores = available_cores()
+    if resolve_device(device, env).type == "cpu" and a.nproc > cores:
+        raise ConfigError(  # more ranks than cores only contend for them, and every step waits
+            f"--nproc {a.nproc}: CPU ranks need a core each, and {cores} core(s) are available "
+            f"here; use --nproc {cores} or fewer"
+        )
 
 
 def _strip(argv: list[str], flags: tuple[str, ...]) -> list[str]:
