@@ -243,4 +243,4 @@ def test_predict_refuses_a_directory(
     assert capsys.readouterr().err.strip().endswith(f"{tmp_path}: is a directory; give image files")
     with pytest.raises(DataError, match="is a directory; give text files, texts or -"):
         read_text_inputs(["a text", str(tmp_path)])  # a text run
-    assert read_text_inputs(["a text", "x" * 5000]) == ["a text", "x" * 5000]
+    assert read_text_inputs(["a text", "x" * 5000, ""]) == ["a text", "x" * 5000, ""]

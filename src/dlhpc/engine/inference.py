@@ -86,7 +86,10 @@ def evaluate_job(run_dir: Path, data: DataConfig, batch_size: int = 1024) -> dic
 
 
 def _is_file(item: str, directory: bool = False) -> bool:
-    """Whether a text argument names an existing file (``directory``: a directory)."""
+    """Whether a text argument names an existing file (``directory``: a directory); the empty
+    text names none (``Path("")`` is the working directory)."""
+    if not item:
+        return False
     try:
         path = Path(item)
         found = path.is_dir() if directory else path.is_file()
