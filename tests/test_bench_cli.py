@@ -119,10 +119,10 @@ def test_a_missing_peers_python_is_refused_before_any_run(
     sandbox: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     line = refused(["bench", "train", "--peers-python", "/nonexistent/python"], capsys)
-    assert line == "dlhpc bench: error: --peers-python /nonexistent/python: no such file"
+    assert line == "dlhpc bench train: error: --peers-python /nonexistent/python: no such file"
     for model in ("bag", "lstm"):  # the text benchmark, before its corpus is built
         line = refused(["bench", "train", "--model", model, "--peers-python", "/no/py"], capsys)
-        assert line == "dlhpc bench: error: --peers-python /no/py: no such file"
+        assert line == "dlhpc bench train: error: --peers-python /no/py: no such file"
 
 
 def test_a_text_corpus_that_is_not_one_is_refused_before_any_run(
@@ -130,11 +130,11 @@ def test_a_text_corpus_that_is_not_one_is_refused_before_any_run(
 ) -> None:
     missing = sandbox / "work" / "nope"
     line = refused(["bench", "train", "--model", "bag", "--data", str(missing)], capsys)
-    assert line.startswith(f"dlhpc bench: error: {missing}: no such directory")
+    assert line.startswith(f"dlhpc bench train: error: {missing}: no such directory")
     empty = sandbox / "work" / "empty"
     empty.mkdir()
     line = refused(["bench", "train", "--model", "lstm", "--data", str(empty)], capsys)
-    assert line.startswith(f"dlhpc bench: error: {empty}: no train.csv or test.csv")
+    assert line.startswith(f"dlhpc bench train: error: {empty}: no train.csv or test.csv")
 
 
 @pytest.mark.parametrize(
@@ -154,7 +154,7 @@ def test_scale_refuses_a_plan_that_would_fail_part_way(
     argv: list[str], says: str, sandbox: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     line = refused(["bench", "scale", *argv], capsys)
-    assert line.startswith(f"dlhpc bench: error: {says}"), line
+    assert line.startswith(f"dlhpc bench scale: error: {says}"), line
 
 
 def test_scale_refuses_a_data_source_before_the_first_run(
@@ -162,12 +162,12 @@ def test_scale_refuses_a_data_source_before_the_first_run(
 ) -> None:
     missing = sandbox / "work" / "nonexistent"
     line = refused(["bench", "scale", "--data", str(missing)], capsys)
-    assert line == f"dlhpc bench: error: {missing}: no such file or directory (and not a " \
+    assert line == f"dlhpc bench scale: error: {missing}: no such file or directory (and not a " \
         "built-in source: digits)"  # fmt: skip
     text = sandbox / "work" / "corpus.csv"
     text.write_text("text,label\nhello there,a\nbye now,b\n")
     line = refused(["bench", "scale", "--model", "cnn", "--data", str(text)], capsys)
-    assert line == f"dlhpc bench: error: cnn is an image model, but {text} holds text"
+    assert line == f"dlhpc bench scale: error: cnn is an image model, but {text} holds text"
 
 
 def test_scale_on_one_core_says_what_it_needs(

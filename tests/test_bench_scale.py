@@ -71,7 +71,7 @@ def test_a_failed_run_is_its_own_one_line_and_leaves_no_scratch_directory(
     assert main(["bench", "scale", "--model", "mlp", "--epochs", "1", "--repeats", "1"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err == (
-        "dlhpc bench: error: the strong 1 rank(s) × 1 thread(s) run failed: "
+        "dlhpc bench scale: error: the strong 1 rank(s) × 1 thread(s) run failed: "
         "[rank0]: dlhpc train: error: digits: broken\n"
     )
     assert len(started) == 1  # the first failure ends the benchmark

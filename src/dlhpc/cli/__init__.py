@@ -77,19 +77,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     _start_helpers(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
+    # as the parser names the command in its own errors: "dlhpc bench scale", "dlhpc train"
+    prog = " ".join(["dlhpc", args.command, *([args.bench] if args.command == "bench" else [])])
     try:
         code: int = args.func(args)
     except DlhpcError as e:
-        print(f"dlhpc {args.command}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print(f"dlhpc {args.command}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `dlhpc … | head`: the reader left; that is not an error
         sys.stderr.close()
         return 0
     except OSError as e:  # a path the user gave that cannot be made or written: say which
-        print(f"dlhpc {args.command}: error: {os_error_line(e)}", file=sys.stderr)
+        print(f"{prog}: error: {os_error_line(e)}", file=sys.stderr)
         return 2
     return code
 
