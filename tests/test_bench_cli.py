@@ -147,7 +147,11 @@ def test_a_text_corpus_that_is_not_one_is_refused_before_any_run(
         ),
         (["--max-ranks", "5"], "--max-ranks 5: only 4 core(s) available; use --max-ranks 4"),
         (["--batch-size", "3"], "--batch-size 3 is the global batch: it must be at least"),
-        (["--model", "bag"], "bag is a text model, but digits is not a text source"),
+        (
+            ["--model", "bag"],
+            "digits: not a text source (a CSV, TSV, JSONL or fastText file, or "
+            "a directory with train.* and test.*), and bag is a text model",
+        ),
     ],
 )
 def test_scale_refuses_a_plan_that_would_fail_part_way(

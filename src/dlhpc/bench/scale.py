@@ -23,14 +23,14 @@ from typing import Any
 import torch
 
 from dlhpc.bench import last_error_line, run_child, scratch_dir
+from dlhpc.data import DataConfig
 from dlhpc.data.readers import find_reader
-from dlhpc.data.text_sources import find_text_files
+from dlhpc.engine.datasets import source_files
 from dlhpc.engine.env import available_cores
 from dlhpc.engine.flops import cpu_name
 from dlhpc.engine.jobs import check_global_batch
 from dlhpc.errors import ConfigError, DlhpcError
 from dlhpc.fsio import atomic_write, atomic_write_text, dated_name
-from dlhpc.models import model_names, text_model_names
 
 
 @dataclass(frozen=True)
@@ -74,35 +74,16 @@ def time_to(history: list[dict[str, Any]], target: float) -> float | None:
 
 
 def check_source(model: str, source: str) -> None:
-    """What every ``dlhpc train`` child would refuse about MODEL and --data, refused once before
-    the first run: an unknown model, a source no reader recognises, a text model on images or
-    an image model on text. The same look-ups as the child's (``find_text_files``, then
-    ``find_reader``), which resolve the source without reading its samples."""
-    if model not in model_names():
-        raise ConfigError(f"--model {model}: unknown; choose from {', '.join(model_names())}")
-    is_text_model = model in text_model_names()
-    if find_text_files(source) is not None:
-        if not is_text_model:
-            raise ConfigError(f"{model} is an image model, but {source} holds text")
-        return
-    if is_text_model:
-        raise ConfigError(
-            f"{model} is a text model, but {source} is not a text source "
-            "(CSV, TSV, JSONL or fastText file, or a directory with train.* and test.*)"
-        )
-    find_reader(source)
+    """What every ``dlhpc train`` child would refuse about --data for MODEL, refused once before
+    the first run, by the child's own look-ups (which read no samples)."""
+    if source_files(DataConfig(source), model) is None:
+        find_reader(source)  # an image source no reader recognises
 
 
-def check_plan(
-    model: str, data: str, epochs: int, batch: int, repeats: int, target: float,
-    max_ranks: int | None,
-) -> int:  # fmt: skip
-    """Refuse, before the first of many minutes-long runs, what would stop the benchmark later;
-    returns the largest number of cores (ranks, and threads of one rank) to measure."""
-    if epochs < 1 or batch < 1 or repeats < 1:
-        raise ConfigError("--epochs, --batch-size and --repeats must be at least 1")
-    if not 0 < target <= 1:
-        raise ConfigError(f"--target {target}: must be an accuracy in (0, 1]")
+def check_plan(model: str, data: str, batch: int, max_ranks: int | None) -> int:
+    """Refuse, before the first of many minutes-long runs, what would stop the benchmark later
+    (the numbers' own ranges are the parser's); returns the largest number of cores (ranks, and
+    threads of one rank) to measure."""
     # Fewer than 2 cores: the plan would hold the 1 rank × 1 thread baseline alone.
     cores = available_cores()
     if cores < 2:
@@ -131,7 +112,7 @@ def run_scale(
     model: str = "cnn", data: str = "digits", epochs: int = 15, batch: int = 128,
     repeats: int = 2, target: float = 0.97, max_ranks: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    cores = check_plan(model, data, epochs, batch, repeats, target, max_ranks)
+    cores = check_plan(model, data, batch, max_ranks)
     plan = configs(cores, batch)
     results: dict[Config, list[dict[str, Any]]] = {c: [] for c in plan}
     with scratch_dir("dlhpc-scale-") as tmp:

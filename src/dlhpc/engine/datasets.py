@@ -14,7 +14,7 @@ import torch
 from dlhpc.data import DataConfig, load_images, random_affine
 from dlhpc.data.batches import Augment, Batches, ImageBatches, TokenBatches
 from dlhpc.data.text import load_text
-from dlhpc.data.text_sources import find_text_files, require_text_files
+from dlhpc.data.text_sources import TextFiles, find_text_files, require_text_files
 from dlhpc.errors import ConfigError
 from dlhpc.models import ImageInput, ModelConfig, ModelSpec, TextInput, text_model_names
 
@@ -37,6 +37,18 @@ def _image_augment(seed: int) -> Augment:
     return augment
 
 
+def source_files(data: DataConfig, model: str) -> TextFiles | None:
+    """The text files of ``data`` for a text ``model``, None for an image model's source; a
+    text model on images, or the other way round, is refused. Reads no samples."""
+    files = find_text_files(data.source, data.text_column, data.label_column)
+    if model not in text_model_names():
+        if files is not None:
+            raise ConfigError(f"{model} is an image model, but {data.source} holds text")
+        return None
+    # says why when not text: missing, or another kind of file
+    return files or require_text_files(data.source, data.text_column, data.label_column, model)
+
+
 def prepare_data(
     data: DataConfig,
     model: ModelConfig,
@@ -47,11 +59,8 @@ def prepare_data(
     """Load ``data`` for ``model``; refuse a text model on images and the other way round.
 
     ``tokenizer``: encode text with this one instead of training one (fine-tuning)."""
-    is_text_model = model.name in text_model_names()
-    files = find_text_files(data.source, data.text_column, data.label_column)
+    files = source_files(data, model.name)
     if files is not None:
-        if not is_text_model:
-            raise ConfigError(f"{model.name} is an image model, but {data.source} holds text")
         t = load_text(data, files, tokenizer)
         spec = ModelSpec(model, TextInput(t.vocab_size), t.classes)
         evals: dict[str, Batches] = {
@@ -60,8 +69,6 @@ def prepare_data(
             if s is not None
         }
         return Prepared(spec, TokenBatches(t.train, device), evals, None, t.tokenizer_file)
-    if is_text_model:  # says why: missing, or not text
-        require_text_files(data.source, data.text_column, data.label_column, model.name)
     s = load_images(data)
     mean, std = s.channel_stats()
     c, h, w = s.train.image_shape

@@ -88,13 +88,11 @@ def evaluate_job(run_dir: Path, data: DataConfig, batch_size: int = 1024) -> dic
 def _is_file(item: str, directory: bool = False) -> bool:
     """Whether a text argument names an existing file (``directory``: a directory); the empty
     text names none (``Path("")`` is the working directory)."""
-    if not item:
+    if not item or len(item) >= 4096 or "\n" in item:  # a text, not a path: no stat
         return False
     try:
-        path = Path(item)
-        found = path.is_dir() if directory else path.is_file()
-        return len(item) < 4096 and "\n" not in item and found
-    except OSError:  # e.g. a long text is no valid file name
+        return Path(item).is_dir() if directory else Path(item).is_file()
+    except OSError:  # e.g. a text too long for a file name
         return False
 
 
